@@ -1,0 +1,66 @@
+"""Darknet-53, the YOLOv3 backbone.
+
+Redmon & Farhadi, "YOLOv3: An Incremental Improvement" (2018), Table 1, and Darknet's
+``darknet53.cfg`` (whose first 52 convolutions are also the first 52 of ``yolov3.cfg``).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .blocks import ConvBlock, ResidualBlock, check_image_batch
+
+STEM_CHANNELS = 32
+# Table 1, one row per stage: (channels, residual blocks). Each stage opens with a
+# 3x3 stride-2 ConvBlock that doubles the channels and halves the resolution.
+DARKNET53_STAGES: tuple[tuple[int, int], ...] = ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4))
+
+
+def _make_stage(in_channels: int, channels: int, blocks: int) -> nn.Sequential:
+    return nn.Sequential(
+        ConvBlock(in_channels, channels, 3, stride=2),
+        *[ResidualBlock(channels) for _ in range(blocks)],
+    )
+
+
+class Darknet53(nn.Module):
+    """A 3x3 stem conv, five downsampling stages, then average pool and a classifier.
+
+    ``num_classes=0`` builds the backbone alone (no classifier), as YOLOv3 uses it.
+    """
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self.stem = ConvBlock(3, STEM_CHANNELS, 3)
+        stages, in_channels = [], STEM_CHANNELS
+        for channels, blocks in DARKNET53_STAGES:
+            stages.append(_make_stage(in_channels, channels, blocks))
+            in_channels = channels
+        self.stages = nn.ModuleList(stages)
+        self.out_channels = in_channels  # 1024
+        self.classifier = nn.Linear(in_channels, num_classes) if num_classes else None
+
+    def feature_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Return the stride-8 (256 ch), stride-16 (512 ch) and stride-32 (1024 ch) maps."""
+        check_image_batch(x)
+        x = self.stem(x)
+        for stage in self.stages[:3]:
+            x = stage(x)
+        stride8 = x
+        stride16 = self.stages[3](stride8)
+        return stride8, stride16, self.stages[4](stride16)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.classifier is None:
+            raise RuntimeError("this Darknet53 was built with num_classes=0; call feature_maps()")
+        *_, x = self.feature_maps(x)
+        return self.classifier(x.mean(dim=(2, 3)))  # global average pool, then "Connected"
+
+
+def darknet53(num_classes: int = 1000) -> Darknet53:
+    """Darknet-53 as in the YOLOv3 paper's Table 1 (52 ConvBlocks + the classifier).
+
+    41,609,928 trainable parameters for 1000 classes; 9,285,115,904 multiply-adds at
+    256x256 (18.57 billion operations; the paper prints 18.7).
+    """
+    return Darknet53(num_classes)

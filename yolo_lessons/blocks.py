@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 LEAKY_SLOPE = 0.1  # Darknet's "leaky" activation; PyTorch's default slope is 0.01

@@ -97,7 +97,7 @@ def decode_yolov3(
     scale = torch.tensor([width, height], dtype=torch.float32)
     heads = [
         _decode_head(out, anchors[list(mask)], scale, _sigmoid)
-        for out, mask in zip(outputs, masks)
+        for out, mask in zip(outputs, masks, strict=False)
     ]
     return Detections(
         torch.cat([d.boxes for d in heads], dim=1),

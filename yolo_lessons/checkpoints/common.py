@@ -64,7 +64,7 @@ def convs_with_bias_before_batchnorm(module: nn.Module) -> list[str]:
     layers = [(n, m) for n, m in module.named_modules() if not list(m.children())]
     return [
         name
-        for (name, layer), (_, following) in zip(layers, layers[1:])
+        for (name, layer), (_, following) in zip(layers, layers[1:], strict=False)
         if isinstance(layer, nn.Conv2d) and layer.bias is not None and isinstance(following, nn.BatchNorm2d)
     ]
 

@@ -30,6 +30,8 @@ def execute(path: Path) -> float:
         resources={"metadata": {"path": str(path.parent)}},
     ).execute()
     elapsed = time.perf_counter() - start
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)  # timestamps left by older runs
     nbformat.write(notebook, path)
     return elapsed
 

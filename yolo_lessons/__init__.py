@@ -15,6 +15,17 @@ from .counting import (
 from .darknet19 import DARKNET19_STAGES, Darknet19, darknet19
 from .darknet53 import DARKNET53_STAGES, Darknet53, darknet53
 from .decode import Detections, box_corners, decode_yolov2, decode_yolov3
+from .resnet import RESNET50_STAGES, Bottleneck, ResNet, load_torchvision_state_dict, resnet50
+from .yolov1 import (
+    YOLOV1_STAGES,
+    YOLOv1,
+    YOLOv1ResNet50,
+    darknet_to_cell_major,
+    decode_yolov1,
+    yolov1,
+    yolov1_output_length,
+    yolov1_resnet50,
+)
 from .yolov2 import COCO_ANCHORS_V2, VOC_ANCHORS, YOLOv2, yolov2
 from .yolov3 import ANCHOR_MASKS, COCO_ANCHORS, STRIDES, YOLOv3, conv_set, detector, yolov3
 
@@ -26,13 +37,19 @@ __all__ = [
     "COCO_ANCHORS_V2",
     "DARKNET19_STAGES",
     "DARKNET53_STAGES",
+    "RESNET50_STAGES",
     "STRIDES",
     "VOC_ANCHORS",
+    "YOLOV1_STAGES",
+    "Bottleneck",
     "ConvBlock",
     "Darknet19",
     "Darknet53",
     "Detections",
+    "ResNet",
     "ResidualBlock",
+    "YOLOv1",
+    "YOLOv1ResNet50",
     "YOLOv2",
     "YOLOv3",
     "box_corners",
@@ -45,11 +62,18 @@ __all__ = [
     "darknet19",
     "darknet53",
     "darknet_reorg",
+    "darknet_to_cell_major",
+    "decode_yolov1",
     "decode_yolov2",
     "decode_yolov3",
     "detector",
+    "load_torchvision_state_dict",
     "model_summary",
+    "resnet50",
     "space_to_depth",
+    "yolov1",
+    "yolov1_output_length",
+    "yolov1_resnet50",
     "yolov2",
     "yolov3",
 ]

@@ -14,14 +14,12 @@ from .counting import (
 )
 from .darknet19 import DARKNET19_STAGES, Darknet19, darknet19
 from .darknet53 import DARKNET53_STAGES, Darknet53, darknet53
-from .decode import Detections, box_corners, decode_yolov2, decode_yolov3
+from .decode import Detections, box_corners, darknet_to_cell_major, decode_yolov1, decode_yolov2, decode_yolov3
 from .resnet import RESNET50_STAGES, Bottleneck, ResNet, load_torchvision_state_dict, resnet50
 from .yolov1 import (
     YOLOV1_STAGES,
     YOLOv1,
     YOLOv1ResNet50,
-    darknet_to_cell_major,
-    decode_yolov1,
     yolov1,
     yolov1_output_length,
     yolov1_resnet50,

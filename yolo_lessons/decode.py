@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .yolov1 import GRID_SIZE, LAYOUTS, NUM_BOXES, NUM_CLASSES, yolov1_output_length
+
 
 @dataclass
 class Detections:
@@ -109,3 +111,90 @@ def decode_yolov3(
 def _sigmoid(x: Tensor, dim: int) -> Tensor:
     """Independent per-class sigmoids (``dim`` is accepted to match ``torch.softmax``)."""
     return torch.sigmoid(x)
+
+
+# YOLOv1 (Darknet's 2015 [detection] layer): no anchors, no activations on the outputs.
+
+
+def darknet_to_cell_major(
+    output: Tensor, grid_size: int = GRID_SIZE, num_boxes: int = NUM_BOXES, num_classes: int = NUM_CLASSES
+) -> Tensor:
+    """Reorder Darknet-layout vectors (N, S*S*(B*5+C)) into cell-major ones of the same shape.
+
+    Darknet stores all class probabilities (S*S*C, cell by cell), then all confidences
+    (S*S*B), then all boxes (S*S*B*4, each x, y, w, h). Cell-major stores cell by cell
+    (row-major over the grid): B boxes as x, y, w, h, confidence, then the C classes.
+    """
+    n = _check_vector(output, grid_size, num_boxes, num_classes)
+    cells = grid_size * grid_size
+    probs, confidence, boxes = output.split(
+        [cells * num_classes, cells * num_boxes, cells * num_boxes * 4], dim=1
+    )
+    boxes = boxes.reshape(n, cells, num_boxes, 4)
+    confidence = confidence.reshape(n, cells, num_boxes, 1)
+    per_box = torch.cat([boxes, confidence], dim=-1).reshape(n, cells, num_boxes * 5)  # x, y, w, h, conf
+    return torch.cat([per_box, probs.reshape(n, cells, num_classes)], dim=-1).reshape(n, -1)
+
+
+def decode_yolov1(
+    output: Tensor,
+    grid_size: int = GRID_SIZE,
+    num_boxes: int = NUM_BOXES,
+    num_classes: int = NUM_CLASSES,
+    layout: str = "darknet",
+    class_per_box: bool = False,
+) -> Detections:
+    """Decode YOLOv1 outputs into S*S*B boxes per image, ordered (row, column, box).
+
+    ``output``: (N, L) vectors in ``layout`` "darknet" (what ``yolov1()`` returns) or
+    "cell_major" (what ``class_per_box=True`` returns, with ``class_per_box=True``), or a
+    (N, per-cell channels, S, S) conv map such as ``yolov1_resnet50``'s, which is cell-major.
+
+    As in Darknet's 2015 ``convert_yolo_detections`` (``sqrt=1``, ``softmax=0``), the
+    network's numbers are used as they come, with no sigmoid or softmax: for the box in
+    cell (row, col), x = (col + tx) / S and y = (row + ty) / S, while tw, th predict the
+    square roots of the width and height as fractions of the image, so w = tw**2.
+    Without ``class_per_box`` the cell's one class distribution is repeated for its B boxes.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if output.dim() == 4:
+        if layout != "cell_major":
+            raise ValueError("a (N, channels, S, S) conv map is cell-major: pass layout='cell_major'")
+        output = output.permute(0, 2, 3, 1).flatten(1)  # (N, S, S, channels) -> (N, S*S*channels)
+    if class_per_box and layout == "darknet":
+        raise ValueError(
+            "Darknet's layout has one class distribution per cell; class_per_box needs 'cell_major'"
+        )
+    n = _check_vector(output, grid_size, num_boxes, num_classes, class_per_box)
+    cells = grid_size * grid_size
+    if class_per_box:
+        p = output.reshape(n, cells, num_boxes, 5 + num_classes)
+        xywh, confidence, probs = p[..., :4], p[..., 4], p[..., 5:]
+    else:
+        if layout == "darknet":
+            output = darknet_to_cell_major(output, grid_size, num_boxes, num_classes)
+        p = output.reshape(n, cells, num_boxes * 5 + num_classes)
+        boxes = p[..., : num_boxes * 5].reshape(n, cells, num_boxes, 5)
+        xywh, confidence = boxes[..., :4], boxes[..., 4]
+        probs = p[..., None, num_boxes * 5 :].expand(n, cells, num_boxes, num_classes)  # one per cell
+    index = torch.arange(cells, device=output.device)
+    col = (index % grid_size).to(output.dtype).view(1, cells, 1)
+    row = (index // grid_size).to(output.dtype).view(1, cells, 1)
+    x = (col + xywh[..., 0]) / grid_size
+    y = (row + xywh[..., 1]) / grid_size
+    boxes = torch.stack([x, y, xywh[..., 2] ** 2, xywh[..., 3] ** 2], dim=-1)  # (N, S*S, B, 4)
+    k = cells * num_boxes
+    return Detections(boxes.reshape(n, k, 4), confidence.reshape(n, k), probs.reshape(n, k, num_classes))
+
+
+def _check_vector(
+    output: Tensor, grid_size: int, num_boxes: int, num_classes: int, class_per_box: bool = False
+) -> int:
+    expected = yolov1_output_length(grid_size, num_boxes, num_classes, class_per_box)
+    if output.dim() != 2 or output.shape[1] != expected:
+        raise ValueError(
+            f"expected YOLOv1 output vectors of shape (N, {expected}) for S={grid_size}, B={num_boxes}, "
+            f"C={num_classes}{', classes per box' if class_per_box else ''}; got shape {tuple(output.shape)}"
+        )
+    return output.shape[0]

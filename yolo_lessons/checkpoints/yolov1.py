@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from ..counting import count_parameters
-from ..yolov1 import darknet_to_cell_major, yolov1_output_length, yolov1_resnet50
+from ..decode import darknet_to_cell_major
+from ..yolov1 import yolov1_output_length, yolov1_resnet50
 from .common import CheckpointError, expect
 
 

@@ -4,20 +4,29 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: book test unit notebooks benchmark clean
+.PHONY: book browser test unit notebooks benchmark clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
+# A clean build (never a cache), warnings as errors, missing references reported.
 book: $(BIN)/.installed
 	rm -rf _build
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
 
+# Every page of the built book in headless Chromium (skips if Chromium is missing,
+# unless BROWSER_CHECK_REQUIRED=1); screenshots land in .ci/screenshots/.
+browser: $(BIN)/.installed
+	$(BIN)/python tests/browser_check.py _build/html
+
+# Everything CI runs: unit tests and strict nbval, then the clean book build, then the browser.
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory book
+	$(MAKE) --no-print-directory browser
 
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest tests
@@ -29,4 +38,4 @@ benchmark: $(BIN)/.installed
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache .ci/screenshots

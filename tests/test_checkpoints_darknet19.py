@@ -78,7 +78,11 @@ def test_a_pool_after_layer_13_is_named_as_a_misplaced_pool():
     with pytest.raises(CheckpointError) as failure:
         check_course_spec(lambda num_classes: course_darknet(num_classes, pools_after=(1, 2, 5, 8, 13)))
     message = str(failure.value)
-    assert "a max-pool is in the wrong place" in message
+    # The first line alone (what the grader's table shows) says which pools are where.
+    assert message.splitlines()[0] == (
+        "a max-pool is in the wrong place: yours follow convs 1, 2, 5, 8, 13, "
+        "the spec puts them after convs 1, 2, 5, 8, 11"
+    )
     assert "pool 5 follows conv 13, spec: after conv 11 ... WRONG" in message
     assert "pool 1 follows conv 1, spec: after conv 1 ... ok" in message
 

@@ -96,6 +96,15 @@ def check_conv_block_helper(fn: Callable[..., nn.Module]) -> None:
     print("conv_block(3, 16, 3) has 464 parameters ... ok")
 
 
+def _misplaced_pools(got: list[int], wanted: tuple[int, ...], source: str = "spec") -> CheckpointError:
+    """The error for misplaced pools: a first line that says which, then one line per pool."""
+    first = (
+        f"a max-pool is in the wrong place: yours follow convs {', '.join(map(str, got)) or 'none'}, "
+        f"the {source} puts them after convs {', '.join(map(str, wanted))}"
+    )
+    return CheckpointError(first + "\n" + _pool_report(got, wanted, source))
+
+
 def _pool_report(got: list[int], wanted: tuple[int, ...], source: str = "spec") -> str:
     lines = []
     for i in range(max(len(got), len(wanted))):
@@ -125,7 +134,7 @@ def check_course_spec(builder: Callable[..., nn.Module]) -> None:
     expect(n_linear == 1 and kinds[-1] == "linear", f"expected one nn.Linear at the end, found layers {kinds}")
     pools = pool_positions(model)
     if pools != list(COURSE_SPEC_POOLS):
-        raise CheckpointError("a max-pool is in the wrong place:\n" + _pool_report(pools, COURSE_SPEC_POOLS))
+        raise _misplaced_pools(pools, COURSE_SPEC_POOLS)
     x = torch.randn(1, 3, 64, 64)
     mistakes = describe_conv_block_mistakes(model, x)
     if mistakes:
@@ -200,7 +209,7 @@ def check_table6_layout(builder: Callable[..., nn.Module]) -> None:
     expect(n_convs == 19, f"expected 19 convolutional layers (18 ConvBlocks + the 1x1 classifier), found {n_convs}")
     pools = pool_positions(model)
     if pools != list(TABLE6_POOLS):
-        raise CheckpointError("a max-pool is in the wrong place:\n" + _pool_report(pools, TABLE6_POOLS, "Table 6"))
+        raise _misplaced_pools(pools, TABLE6_POOLS, "Table 6")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     expect(

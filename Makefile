@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: book browser test unit notebooks benchmark clean
+.PHONY: book browser lint test unit notebooks exercises benchmark clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,15 +24,23 @@ browser: $(BIN)/.installed
 
 # Everything CI runs: unit tests and strict nbval, then the clean book build, then the browser.
 test: $(BIN)/.installed
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory book
 	$(MAKE) --no-print-directory browser
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
 
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest tests
 
 notebooks: $(BIN)/.installed
 	$(BIN)/python -m pytest notebooks
+
+# Regenerate the learner copies after a chapter changes (tests check they are up to date).
+exercises: $(BIN)/.installed
+	$(BIN)/python -m yolo_lessons.exercises make notebooks/[0-9][0-9]_*.ipynb --out notebooks/exercises --force
 
 benchmark: $(BIN)/.installed
 	$(BIN)/python benchmarks/throughput.py

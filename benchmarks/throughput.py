@@ -51,7 +51,10 @@ def main() -> None:
     model_rate, matmul_rate = macs / model_s, side**3 / matmul_s
     print(f"threads: {torch.get_num_threads()}, batch: {args.batch}")
     print(f"darknet53 @256: {macs / 1e9:.2f} G multiply-adds in {model_s * 1e3:.0f} ms = {model_rate / 1e9:.1f} GMAC/s")
-    print(f"matmul {side}^3:  {side**3 / 1e9:.2f} G multiply-adds in {matmul_s * 1e3:.0f} ms = {matmul_rate / 1e9:.1f} GMAC/s")
+    print(
+        f"matmul {side}^3:  {side**3 / 1e9:.2f} G multiply-adds in {matmul_s * 1e3:.0f} ms"
+        f" = {matmul_rate / 1e9:.1f} GMAC/s"
+    )
     print(f"ratio: {model_rate / matmul_rate:.0%} of matmul throughput")
 
 

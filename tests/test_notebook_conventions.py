@@ -54,6 +54,13 @@ def test_stored_outputs_are_clean(path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_no_execution_timestamps_are_stored(path):
+    cells = json.loads(path.read_text())["cells"]
+    stamped = [i for i, c in enumerate(cells) if "execution" in c.get("metadata", {})]
+    assert not stamped, f"{path.name} cells {stamped} store execution timestamps (run tools/execute_notebook.py)"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_every_exercise_has_a_solution_and_a_checkpoint(path):
     tags = [c.get("metadata", {}).get("tags", []) for c in code_cells(path)]
     solutions = sum("solution" in t for t in tags)

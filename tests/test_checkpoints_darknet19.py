@@ -104,26 +104,7 @@ def test_a_conv_classifier_instead_of_a_linear_layer_is_named():
 
 
 def test_the_papers_eighteen_convs_are_not_the_course_spec():
-    paper_convs = (
-        (32, 3),
-        (64, 3),
-        (128, 3),
-        (64, 1),
-        (128, 3),
-        (256, 3),
-        (128, 1),
-        (256, 3),
-        (512, 3),
-        (256, 1),
-        (512, 3),
-        (256, 1),
-        (512, 3),
-        (1024, 3),
-        (512, 1),
-        (1024, 3),
-        (512, 1),
-        (1024, 3),
-    )
+    paper_convs = tuple(conv for stage in DARKNET19_STAGES for conv in stage)  # Table 6's 18 ConvBlocks
     with pytest.raises(CheckpointError) as failure:
         check_course_spec(lambda num_classes: course_darknet(num_classes, convs=paper_convs))
     assert "expected 17 convolutional layers, found 18" in str(failure.value)

@@ -18,12 +18,17 @@ def expect(condition: bool, message: str) -> None:
         raise CheckpointError(message)
 
 
-def build(factory: Callable[..., nn.Module], *args, **kwargs) -> nn.Module:
-    """Call the learner's constructor, turning "not done yet" into a readable failure."""
+def call(fn: Callable, *args, **kwargs):
+    """Call the learner's function, turning a stub's NotImplementedError into a readable failure."""
     try:
-        module = factory(*args, **kwargs)
+        return fn(*args, **kwargs)
     except NotImplementedError as exc:
         raise CheckpointError(f"not implemented yet: {exc}") from None
+
+
+def build(factory: Callable[..., nn.Module], *args, **kwargs) -> nn.Module:
+    """Call the learner's constructor and check that it made an nn.Module."""
+    module = call(factory, *args, **kwargs)
     expect(isinstance(module, nn.Module), f"expected an nn.Module, got {type(module).__name__}")
     return module
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..blocks import ConvBlock
-from .common import CheckpointError, build, count_parameters, describe_conv_block_mistakes, expect, run
+from .common import CheckpointError, build, call, count_parameters, describe_conv_block_mistakes, expect, run
 
 # (in_channels, out_channels, kernel_size, stride, input side) -> output side: the cases
 # check_conv_block runs. 3x3 stride 1 keeps 32, 3x3 stride 2 halves it, 1x1 keeps 16.
@@ -135,16 +135,9 @@ _SIZE_MISTAKES = (
 )
 
 
-def _call(fn: Callable[..., int], *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError as exc:
-        raise CheckpointError(f"not implemented yet: {exc}") from None
-
-
 def check_conv_output_size(fn: Callable[..., int]) -> None:
     """Check ``fn(size, kernel_size, stride=1, padding=None)`` against real ``nn.Conv2d`` outputs."""
-    answers = [_call(fn, n, k, stride=s, padding=p) for n, k, s, p in _SIZE_CASES]
+    answers = [call(fn, n, k, stride=s, padding=p) for n, k, s, p in _SIZE_CASES]
     for (n, k, s, p), got in zip(_SIZE_CASES, answers, strict=True):
         expected = _true_output_size(n, k, s, p)
         if got == expected and isinstance(got, int) and not isinstance(got, bool):
@@ -155,7 +148,7 @@ def check_conv_output_size(fn: Callable[..., int]) -> None:
                 raise CheckpointError(f"{case}: expected {expected}, got {got!r}: {message}")
         raise CheckpointError(f"{case}: expected {expected} (what nn.Conv2d gives), got {got!r}")
     for n, k, s in ((416, 3, 1), (416, 3, 2), (13, 1, 1)):
-        got, expected = _call(fn, n, k, stride=s), _true_output_size(n, k, s, k // 2)
+        got, expected = call(fn, n, k, stride=s), _true_output_size(n, k, s, k // 2)
         expect(
             got == expected,
             f"size={n}, kernel_size={k}, stride={s} with the default padding: expected {expected}, "
@@ -170,7 +163,7 @@ def check_conv_block_parameters(fn: Callable[[int, int, int], int]) -> None:
     report = []
     for in_c, out_c, k in ((3, 32, 3), (128, 64, 1), (512, 1024, 3)):
         expected = count_parameters(ConvBlock(in_c, out_c, k))
-        got = _call(fn, in_c, out_c, k)
+        got = call(fn, in_c, out_c, k)
         case = f"ConvBlock({in_c}, {out_c}, {k})"
         if got == expected:
             report.append(f"{case}: {got:,} parameters ... ok")

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..blocks import darknet_reorg, space_to_depth
-from .common import CheckpointError, expect
+from .common import CheckpointError, call, expect
 
 # (N, C, H, W, stride): a single-channel picture, odd channel counts, a non-square map,
 # the YOLOv2 passthrough (26 x 26 x 64 at a 416 input) and a stride-3 fold.
@@ -38,9 +38,7 @@ def distinct_input(n: int, c: int, h: int, w: int) -> Tensor:
 
 def _call(function: Callable, *args):
     try:
-        return function(*args)
-    except NotImplementedError as exc:
-        raise CheckpointError(f"not implemented yet: {exc}") from None
+        return call(function, *args)
     except (RuntimeError, ValueError, IndexError, TypeError, ZeroDivisionError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"calling it with {args_text(args)} failed: {first}") from None

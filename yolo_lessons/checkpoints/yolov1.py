@@ -10,16 +10,7 @@ from torch import Tensor, nn
 from ..counting import count_parameters
 from ..decode import darknet_to_cell_major
 from ..yolov1 import yolov1_output_length, yolov1_resnet50
-from .common import CheckpointError, expect
-
-
-def _call(fn: Callable, *args, **kwargs):
-    """Call the learner's function, turning "not done yet" into a readable failure."""
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError as exc:
-        raise CheckpointError(f"not implemented yet: {exc}") from None
-
+from .common import CheckpointError, call, expect
 
 # (S, B, C, class_per_box): the paper's network, its per-box variant, the ResNet version's 9x9 grid,
 # and two shapes where no two formulas agree by accident.
@@ -45,7 +36,7 @@ def _length_mistake(s: int, b: int, c: int, per_box: bool, got: int) -> str | No
 def check_output_length(fn: Callable[..., int]) -> None:
     """``fn(grid_size, num_boxes, num_classes, class_per_box)`` must give YOLOv1's output length."""
     for s, b, c, per_box in _LENGTH_CASES:
-        got = _call(fn, s, b, c, per_box)
+        got = call(fn, s, b, c, per_box)
         expected = yolov1_output_length(s, b, c, per_box)
         if got != expected:
             known = _length_mistake(s, b, c, per_box, got)
@@ -89,7 +80,7 @@ def check_darknet_to_cell_major(fn: Callable[..., Tensor]) -> None:
     s, b, c = 3, 2, 4
     x = _labelled_vectors(s, b, c)
     expected = darknet_to_cell_major(x, s, b, c)
-    got = _call(fn, x.clone(), s, b, c)
+    got = call(fn, x.clone(), s, b, c)
     expect(isinstance(got, Tensor), f"expected a Tensor, got {type(got).__name__}")
     if got.shape != expected.shape:
         if got.numel() == expected.numel() and torch.equal(got.reshape(expected.shape), expected):
@@ -119,7 +110,7 @@ def check_freeze_backbone(fn: Callable[[nn.Module], object]) -> None:
     backbone_bn = sum(
         p.numel() for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()
     )
-    _call(fn, model)
+    call(fn, model)
     trainable = count_parameters(model)
     if trainable == total:
         raise CheckpointError(

@@ -44,7 +44,8 @@ import urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from book_sources import ROOT, chapters, repository_url
+
 SCREENSHOTS = ROOT / ".ci" / "screenshots"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = (
@@ -90,16 +91,6 @@ class Page:
 
 # --------------------------------------------------------------------------------------------
 # What the book should contain, read from the repository
-
-
-def repository_url() -> str:
-    match = re.search(r"^\s*url:\s*(\S+)", (ROOT / "_config.yml").read_text(), re.M)
-    assert match, "_config.yml has no repository url"
-    return match.group(1).rstrip("/")
-
-
-def chapters() -> list[Path]:
-    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def tagged_cells(path: Path, tag: str) -> int:

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from book_sources import chapters, repository_url
 
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CHAPTERS = chapters()
 VOLATILE = [
     (re.compile(r"(/root/|/home/|/tmp/|/work/|/Users/|[A-Z]:\\\\)"), "an absolute path"),
     (re.compile(r"0x[0-9a-fA-F]{6,}"), "a memory address"),
@@ -17,12 +17,6 @@ VOLATILE = [
     (re.compile(r"Traceback \(most recent call last\)"), "a traceback"),
     (re.compile(r"\b\d+(\.\d+)?\s*(ms|µs|seconds)\b"), "a timing"),
 ]
-
-
-def repository_url() -> str:
-    match = re.search(r"^\s*url:\s*(\S+)", (ROOT / "_config.yml").read_text(), re.M)
-    assert match, "_config.yml has no repository url"
-    return match.group(1)
 
 
 def code_cells(path: Path) -> list[dict]:

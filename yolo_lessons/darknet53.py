@@ -26,6 +26,11 @@ def _make_stage(in_channels: int, channels: int, blocks: int) -> nn.Sequential:
 class Darknet53(nn.Module):
     """A 3x3 stem conv, five downsampling stages, then average pool and a classifier.
 
+    The classifier is what ``darknet53.cfg`` has: a plain 1x1 convolution (with bias, no
+    BatchNorm) applied to the 1x1x1024 pooled map -- the 53rd convolutional layer that
+    gives the network its name. Table 1 of the paper draws it as "Connected"; on a 1x1
+    map the two are the same computation with the same parameters, and keeping it a
+    conv lets Darknet's own classifier weights load without a reshape.
     ``num_classes=0`` builds the backbone alone (no classifier), as YOLOv3 uses it.
     """
 
@@ -38,7 +43,7 @@ class Darknet53(nn.Module):
             in_channels = channels
         self.stages = nn.ModuleList(stages)
         self.out_channels = in_channels  # 1024
-        self.classifier = nn.Linear(in_channels, num_classes) if num_classes else None
+        self.classifier = nn.Conv2d(in_channels, num_classes, 1) if num_classes else None
 
     def feature_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Return the stride-8 (256 ch), stride-16 (512 ch) and stride-32 (1024 ch) maps."""
@@ -54,11 +59,12 @@ class Darknet53(nn.Module):
         if self.classifier is None:
             raise RuntimeError("this Darknet53 was built with num_classes=0; call feature_maps()")
         *_, x = self.feature_maps(x)
-        return self.classifier(x.mean(dim=(2, 3)))  # global average pool, then "Connected"
+        x = x.mean(dim=(2, 3), keepdim=True)  # global average pool: (N, 1024, 1, 1)
+        return self.classifier(x).flatten(1)  # the 1x1 conv, then (N, classes)
 
 
 def darknet53(num_classes: int = 1000) -> Darknet53:
-    """Darknet-53 as in the YOLOv3 paper's Table 1 (52 ConvBlocks + the classifier).
+    """Darknet-53 as in the YOLOv3 paper's Table 1 and ``darknet53.cfg`` (52 ConvBlocks + a 1x1 conv classifier).
 
     41,609,928 trainable parameters for 1000 classes; 9,285,115,904 multiply-adds at
     256x256 (18.57 billion operations; the paper prints 18.7).

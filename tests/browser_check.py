@@ -9,6 +9,12 @@ chapter page (one per ``notebooks/NN_topic.ipynb``), and checks on each:
 - every image on the page loaded (non-zero natural width);
 - no console error or uncaught exception comes from our own pages;
 - no ``Units.`` artefact and no traceback appears in the page's text;
+- the page works with the network off: Chromium resolves no host but 127.0.0.1, and any request
+  that leaves the book's own server is a failure (MathJax must come from ``_static/mathjax``);
+- every formula rendered: each Sphinx ``.math`` element holds MathJax's output
+  (``mjx-container``) and no ``mjx-merror``, and at least one page of the book has a formula;
+- no code cell's input scrolls sideways: a ``pre`` wider than its column (scrollWidth >
+  clientWidth) would hide the end of its lines from a reader (solutions are opened to measure);
 
 and on a chapter page also:
 
@@ -61,6 +67,8 @@ CHROMIUM_FLAGS = (
     "--hide-scrollbars",
     "--window-size=1280,900",
     "--remote-debugging-port=0",
+    # The network is off: every host name but the local server's fails to resolve.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 )
 BOOK_TITLE = "YOLO from Scratch"
 PROSE_PAGES = {  # built page -> words its heading must contain
@@ -168,7 +176,7 @@ class Browser:
         )
         self.ids = itertools.count(1)
         self.events: list[dict] = []
-        for domain in ("Page", "Runtime", "Log"):
+        for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable")
         self.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
 
@@ -263,6 +271,17 @@ class Browser:
 # The checks
 
 
+def outside_requests(events: list[dict], origin: str) -> list[str]:
+    """URLs the page asked for that are not on the book's own server (the network is off)."""
+    urls = []
+    for event in events:
+        if event["method"] == "Network.requestWillBeSent":
+            url = event["params"]["request"]["url"]
+            if not url.startswith((origin, "data:", "blob:", "about:")) and url not in urls:
+                urls.append(url)
+    return urls
+
+
 def own_errors(events: list[dict], origin: str) -> list[str]:
     """Console errors and uncaught exceptions whose source is one of our own pages or files."""
     errors = []
@@ -281,7 +300,9 @@ def own_errors(events: list[dict], origin: str) -> list[str]:
             text = params["entry"]["text"]
         else:
             continue
-        if not url or url.startswith(origin):  # an external CDN we cannot reach offline is not ours
+        if url.endswith("/favicon.ico"):  # the browser's own guess on the root redirect page, not a link of ours
+            continue
+        if not url or url.startswith(origin):  # outside requests are reported by outside_requests()
             errors.append(f"{text} ({url or 'inline'})")
     return errors
 
@@ -301,12 +322,42 @@ PAGE_STATE = """(() => ({
     shownSolutions: [...document.querySelectorAll('.cell.tag_solution .cell_input')]
         .filter(code => !code.closest('details:not([open])') || code.checkVisibility()).length,
 }))()"""
+# Wait for MathJax (if the page loads it) to finish typesetting, then count the formulas.
+MATH_STATE = """(async () => {
+    const formulas = [...document.querySelectorAll('.math')];
+    if (formulas.length && window.MathJax && MathJax.startup && MathJax.startup.promise) {
+        await MathJax.startup.promise;
+    }
+    return {
+        formulas: formulas.length,
+        mathjax: Boolean(window.MathJax && MathJax.version),
+        unrendered: formulas.filter(f => !f.querySelector('mjx-container')).map(f => f.textContent.slice(0, 60)),
+        errors: document.querySelectorAll('mjx-merror').length,
+    };
+})()"""
+# Open every collapsed cell input (solutions), measure each code cell's <pre>, close them again.
+WIDE_CODE = """(() => {
+    const closed = [...document.querySelectorAll('.cell details:not([open])')];
+    closed.forEach(d => { d.open = true; });
+    const wide = [...document.querySelectorAll('.cell .cell_input pre')]
+        .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+        .map(pre => {
+            const longest = pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '');
+            return `${pre.scrollWidth}px in ${pre.clientWidth}px: ${longest.trim().slice(0, 70)}`;
+        });
+    closed.forEach(d => { d.open = false; });
+    return wide;
+})()"""
 SETUP_CELL_TEXT = "google.colab"  # only the setup cell mentions it; the page must not show it
 
 
-def check_page(browser: Browser, origin: str, page: Page) -> list[str]:
+def check_page(browser: Browser, origin: str, page: Page) -> tuple[list[str], int]:
+    """The problems found on one page, and how many formulas it rendered."""
     events = browser.open(f"{origin}/{page.path}", f"{origin}/{page.lands_on or page.path}")
     state = browser.evaluate(PAGE_STATE)
+    math = browser.evaluate(MATH_STATE)
+    wide_code = browser.evaluate(WIDE_CODE)
+    events += browser.events[len(events):]
     browser.screenshot(SCREENSHOTS / page.screenshot)
     problems = []
     if BOOK_TITLE not in state["title"]:
@@ -332,10 +383,17 @@ def check_page(browser: Browser, origin: str, page: Page) -> list[str]:
         if state["shownSolutions"]:
             problems.append(f"{state['shownSolutions']} solution(s) not collapsed (tag them hide-input)")
     problems += [f"console: {error}" for error in own_errors(events, origin)]
+    problems += [f"request outside the book (the network is off): {url}" for url in outside_requests(events, origin)]
+    if math["formulas"] and not math["mathjax"]:
+        problems.append(f"{math['formulas']} formulas but MathJax did not load (mathjax_path in _config.yml?)")
+    problems += [f"formula not rendered: {text!r}" for text in math["unrendered"][:5]]
+    if math["errors"]:
+        problems.append(f"{math['errors']} MathJax error(s) in formulas")
+    problems += [f"code cell wider than its column ({line})" for line in wide_code]
     for pattern, what in FORBIDDEN_TEXT:
         if pattern.search(state["text"]):
             problems.append(f"page text contains {what}")
-    return [f"{page.path}: {p}" for p in problems]
+    return [f"{page.path}: {p}" for p in problems], math["formulas"] - len(math["unrendered"])
 
 
 def run(html: Path) -> int:
@@ -372,14 +430,19 @@ def run(html: Path) -> int:
     server, origin = serve(html)
     browser = Browser(executable)
     problems: list[str] = []
+    rendered_formulas = 0
     try:
         for page in pages:
-            found_problems = check_page(browser, origin, page)
+            found_problems, formulas = check_page(browser, origin, page)
             print(f"{'ok  ' if not found_problems else 'FAIL'} {page.path}")
             problems += found_problems
+            rendered_formulas += formulas
     finally:
         browser.close()
         server.shutdown()
+    print(f"formulas rendered offline by MathJax: {rendered_formulas}")
+    if not rendered_formulas:
+        problems.append("book: no page rendered a formula, so the offline math check tested nothing")
     print(f"screenshots: {SCREENSHOTS.relative_to(ROOT)}/")
     for problem in problems:
         print(f"  {problem}")

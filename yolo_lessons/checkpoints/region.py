@@ -1,0 +1,272 @@
+"""Checks behind chapter 7's checkpoint cells (YOLOv2's training targets and loss).
+
+* ``check_kmeans_iou(fn)``: k-means over box shapes with the distance 1 - IoU (YOLO9000 §2).
+* ``check_assign_target(fn)``: a ground truth's cell, anchor and targets (Darknet's
+  ``forward_region_layer``, pass 2).
+* ``check_coord_loss(fn)``: the coordinate part of the loss with its ``(2 - w*h)`` weight.
+
+Each check runs the learner's code on several inputs and compares with the reference
+(``yolo_lessons.anchors`` and the formulas of ``yolo_lessons.region_loss``); only when the
+answer differs does it try the known wrong answers, to name the mistake.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..anchors import box_shape_iou, kmeans_anchors, mean_best_iou
+from .common import CheckpointError, call, expect
+
+# --- Exercise 1: k-means with 1 - IoU -------------------------------------------------
+
+
+def _three_groups() -> np.ndarray:
+    """60 shapes in three tight groups around 1x1, 4x2 and 2x6 (grid cells)."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[1.0, 1.0], [4.0, 2.0], [2.0, 6.0]])
+    return np.concatenate([c * rng.uniform(0.95, 1.05, (20, 2)) for c in centres])
+
+
+def _mixed_scales() -> np.ndarray:
+    """400 shapes whose sides spread over 50x: here 1 - IoU and Euclidean k-means disagree."""
+    rng = np.random.default_rng(1)
+    side = np.exp(rng.uniform(np.log(0.2), np.log(10.0), 400))
+    return np.stack([side * np.exp(rng.uniform(-0.6, 0.6, 400)), side], axis=1)
+
+
+def _as_centroids(got, k: int) -> np.ndarray:
+    try:
+        array = np.asarray(got.detach() if isinstance(got, torch.Tensor) else got, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"expected a (k, 2) array of anchor widths and heights, got {got!r}") from None
+    expect(array.shape == (k, 2), f"expected a ({k}, 2) array of anchors, got shape {array.shape}")
+    expect(bool(np.all(np.isfinite(array)) and np.all(array > 0)), f"expected positive finite anchors, got {array}")
+    return array
+
+
+def _is_fixed_point(wh: np.ndarray, centroids: np.ndarray, distance: str, update=np.mean) -> bool:
+    """Does assigning ``wh`` to ``centroids`` and updating each centroid leave them unchanged?"""
+    if distance == "iou":
+        nearest = (1 - box_shape_iou(wh, centroids)).argmin(axis=1)
+    else:
+        nearest = ((wh[:, None] - centroids[None]) ** 2).sum(-1).argmin(axis=1)
+    for cluster, centre in enumerate(centroids):
+        members = wh[nearest == cluster]
+        if len(members) and not np.allclose(update(members, axis=0), centre, rtol=1e-4, atol=1e-7):
+            return False
+    return True
+
+
+def check_kmeans_iou(kmeans_iou: Callable) -> None:
+    """Check ``kmeans_iou(wh, k, seed=0) -> (k, 2)`` anchors, sorted by area, smallest first."""
+    wh = _mixed_scales()
+    got = _as_centroids(call(kmeans_iou, wh.copy(), 5, seed=0), 5)
+    again = _as_centroids(call(kmeans_iou, wh.copy(), 5, seed=0), 5)
+    expect(bool(np.array_equal(got, again)), "the same seed must give the same anchors: seed the initialisation")
+    areas = got[:, 0] * got[:, 1]
+    if not _is_fixed_point(wh, got, "iou"):
+        if _is_fixed_point(wh, got, "euclidean"):
+            raise CheckpointError(
+                "the anchors are a Euclidean k-means result: measure the distance of a box to a "
+                "centroid as 1 - IoU of the two shapes (centred on each other), not the difference of w, h"
+            )
+        if _is_fixed_point(wh, got, "iou", update=np.median):
+            raise CheckpointError("each centroid is the median of its boxes; YOLOv2's k-means takes the mean")
+        raise CheckpointError(
+            "the anchors are not where k-means with 1 - IoU stops: assigning every box to the anchor "
+            "of highest IoU and moving each anchor to the mean (w, h) of its boxes changes them; "
+            "repeat the two steps until no box changes cluster"
+        )
+    expect(
+        bool(np.all(np.argsort(areas) == np.arange(5))),
+        f"sort the anchors by area, smallest first: got areas {np.round(areas, 3).tolist()}",
+    )
+    # k-means can stop in a poor local minimum from an unlucky start: any of five seeds may find the groups.
+    expected_groups = np.array([[1.0, 1.0], [4.0, 2.0], [2.0, 6.0]])
+    tries = [_as_centroids(call(kmeans_iou, _three_groups(), 3, seed=seed), 3) for seed in range(5)]
+    expect(
+        any(np.allclose(groups, expected_groups, rtol=0.05) for groups in tries),
+        f"on three obvious groups of shapes (about 1x1, 4x2, 2x6) expected those three anchors, "
+        f"got {np.round(tries[0], 2).tolist()} with seed 0 (and no better with seeds 1 to 4)",
+    )
+    ours = mean_best_iou(kmeans_anchors(wh, 5, distance="iou"), wh)
+    theirs = mean_best_iou(got, wh)
+    expect(
+        theirs >= ours - 0.03,
+        f"mean best IoU {theirs:.3f} on a mixed set, where the package's k-means reaches {ours:.3f}: "
+        "start from k distinct boxes of the data set",
+    )
+    print("three obvious groups found, anchors sorted by area ... ok")
+    print("a fixed point of k-means with 1 - IoU and the mean update, same anchors for the same seed ... ok")
+
+
+# --- Exercise 2: a ground truth's cell, anchor and targets ----------------------------
+
+_VOC = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053), (11.2364, 10.0071))
+_SMALL = ((0.5, 0.5), (1.0, 2.0), (2.0, 1.0))
+# (cx, cy, w, h) fractions of the image, anchors (grid cells), grid side.
+ASSIGN_CASES = (
+    ((0.5, 0.5, 0.2, 0.3), _VOC, 13),
+    ((0.37, 0.81, 0.05, 0.4), _VOC, 13),  # 0.37 * 13 = 4.81: round() would give column 5
+    ((0.96, 0.12, 0.6, 0.2), _VOC, 13),
+    ((0.61, 0.29, 0.17, 0.52), _VOC, 13),  # the nearest anchor in (w, h) is not the best IoU
+    ((1.0, 0.5, 0.1, 0.1), _VOC, 13),  # on the right edge: the last column, x target 1
+    ((0.3, 1.0, 0.9, 0.25), _VOC, 13),  # on the bottom edge: the last row
+    ((0.2, 0.7, 0.3, 0.12), _SMALL, 4),
+    ((0.9, 0.05, 0.1, 0.45), _SMALL, 4),
+)
+
+
+def _reference_assign(box, anchors, grid: int, *, cell=math.floor, clamp=True, match="iou", units=True, tw="ln"):
+    """Darknet's pass 2 for one truth; the keywords switch on the known mistakes."""
+    cx, cy, w, h = box
+    column, row = cell(cx * grid), cell(cy * grid)
+    if clamp:
+        column, row = min(column, grid - 1), min(row, grid - 1)
+    shape = np.array([[w * grid, h * grid]]) if units else np.array([[w, h]])
+    if match == "iou":
+        anchor = int(box_shape_iou(shape, anchors)[0].argmax())
+    else:
+        anchor = int(((np.asarray(anchors) - shape) ** 2).sum(1).argmin())
+    aw, ah = anchors[anchor]
+    ratio_w, ratio_h = (w * grid / aw, h * grid / ah) if tw != "fraction" else (w / aw, h / ah)
+    if tw == "inverted":
+        ratio_w, ratio_h = 1 / ratio_w, 1 / ratio_h
+    log = (lambda r: r) if tw == "no log" else math.log
+    return row, column, anchor, (cx * grid - column, cy * grid - row, log(ratio_w), log(ratio_h))
+
+
+_ASSIGN_MISTAKES = (
+    ({"cell": round}, "the cell is floor(cx * grid), not round(cx * grid): a centre belongs to the cell it lies in"),
+    ({"clamp": False}, "a centre on the right or bottom edge (cx or cy = 1.0) gives floor(1.0 * grid) = grid, one "
+     "past the last cell: clamp it to grid - 1 (Darknet itself would write outside the grid)"),
+    ({"match": "euclidean"}, "the anchor is the one of best IoU with the box's shape (both centred), "
+     "not the nearest in (w, h)"),
+    ({"units": False}, "compare shapes in one unit: anchors are in grid cells, so multiply w and h by the grid "
+     "before the IoU"),
+    ({"tw": "fraction"}, "ln of the wrong ratio: w is a fraction of the image and the anchor is in grid cells; "
+     "tw = ln(w * grid / anchor_w)"),
+    ({"tw": "inverted"}, "the ratio is upside down: tw = ln(w * grid / anchor_w), the box over the anchor"),
+    ({"tw": "no log"}, "tw and th are logarithms: tw = ln(w * grid / anchor_w), because the box is decoded "
+     "as anchor_w * exp(tw)"),
+)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _same_assignment(got, expected) -> bool:
+    return tuple(got[:3]) == tuple(expected[:3]) and all(
+        math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) for a, b in zip(got[3], expected[3], strict=True)
+    )
+
+
+def _unpack_assignment(got) -> tuple:
+    try:
+        row, column, anchor, targets = got
+        targets = tuple(float(t) for t in targets)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"expected (row, column, anchor, (tx, ty, tw, th)), got {got!r}") from None
+    expect(len(targets) == 4, f"expected four targets (tx, ty, tw, th), got {len(targets)}")
+    return row, column, anchor, targets
+
+
+def check_assign_target(assign_target: Callable) -> None:
+    """Check ``assign_target(box, anchors, grid) -> (row, column, anchor, (tx, ty, tw, th))``."""
+    answers = []
+    for box, anchors, grid in ASSIGN_CASES:
+        row, column, anchor, targets = _unpack_assignment(call(assign_target, box, anchors, grid))
+        for name, value in (("row", row), ("column", column), ("anchor", anchor)):
+            expect(_is_int(value), f"the {name} must be a plain int (use int(...)), got {type(value).__name__}")
+        answers.append((int(row), int(column), int(anchor), targets))
+    for (box, anchors, grid), got in zip(ASSIGN_CASES, answers, strict=True):
+        expected = _reference_assign(box, anchors, grid)
+        if _same_assignment(got, expected):
+            continue
+        case = f"box (cx, cy, w, h) = {box} on a {grid} x {grid} grid"
+        if (got[0], got[1]) == (expected[1], expected[0]) and expected[0] != expected[1]:
+            raise CheckpointError(f"row and column are swapped: the row comes from cy, the column from cx ({case})")
+        for switches, mistake in _ASSIGN_MISTAKES:
+            if _same_assignment(got, _reference_assign(box, anchors, grid, **switches)):
+                raise CheckpointError(f"{mistake} ({case})")
+        if got[:3] == expected[:3] and math.isclose(got[3][0], box[0] * grid, rel_tol=1e-5):
+            raise CheckpointError(f"tx is the offset inside the cell: cx * grid - column ({case})")
+        er, ec, ea, et = expected
+        raise CheckpointError(
+            f"for {case}: expected row {er}, column {ec}, anchor {ea}, targets "
+            f"({', '.join(f'{t:.4f}' for t in et)}), got row {got[0]}, column {got[1]}, anchor {got[2]}, "
+            f"targets ({', '.join(f'{t:.4f}' for t in got[3])})"
+        )
+    print(f"{len(ASSIGN_CASES)} ground truths: cell (row, column), anchor and targets ... ok")
+    print("centres on the right and bottom edges land in the last cell ... ok")
+
+
+# --- Exercise 3: the coordinate loss with its (2 - w*h) weight -----------------------
+
+
+def _coord_reference(pred, target, truth_wh, coord_scale: float, *, weight=True, half=True, mean=False):
+    scale = coord_scale * (2 - truth_wh[:, 0] * truth_wh[:, 1]) if weight else torch.full_like(truth_wh[:, 0], 1.0)
+    per_box = scale * ((target - pred) ** 2).sum(dim=1) * (0.5 if half else 1.0)  # (K,)
+    return per_box.mean() if mean else per_box.sum()
+
+
+_COORD_MISTAKES = (
+    ({"weight": False}, "the (2 - w*h) weight is missing: each box's squared errors are multiplied by "
+     "coord_scale * (2 - w*h), with w, h the truth's size as fractions of the image"),
+    ({"half": False}, "the loss is twice the reference: Darknet's delta is the gradient of HALF the squared "
+     "error, so multiply by 1/2"),
+    ({"mean": True}, "sum over the boxes, do not average: Darknet sums its deltas over the batch"),
+)
+
+
+def _coord_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]:
+    generator = torch.Generator().manual_seed(7)
+    cases = []
+    for count, coord_scale in ((1, 1.0), (3, 1.0), (6, 2.5)):
+        xy = torch.rand(count, 2, generator=generator, dtype=torch.float64)  # sigmoid(tx), sigmoid(ty)
+        twh = torch.randn(count, 2, generator=generator, dtype=torch.float64)  # raw tw, th
+        pred = torch.cat([xy, twh], dim=1)
+        target = torch.cat(
+            [torch.rand(count, 2, generator=generator, dtype=torch.float64),
+             torch.randn(count, 2, generator=generator, dtype=torch.float64)], dim=1
+        )
+        truth_wh = torch.rand(count, 2, generator=generator, dtype=torch.float64) * 0.9 + 0.05
+        cases.append((pred, target, truth_wh, coord_scale))
+    return cases
+
+
+def check_coord_loss(coord_loss: Callable) -> None:
+    """Check ``coord_loss(pred, target, truth_wh, coord_scale=1.0) -> scalar tensor``."""
+    for pred, target, truth_wh, coord_scale in _coord_cases():
+        leaf = pred.clone().requires_grad_(True)
+        before = (leaf.detach().clone(), target.clone(), truth_wh.clone())
+        got = call(coord_loss, leaf, target, truth_wh, coord_scale=coord_scale)
+        expect(isinstance(got, torch.Tensor) and got.dim() == 0, f"expected a scalar tensor, got {got!r}")
+        expect(
+            all(torch.equal(a, b) for a, b in zip(before, (leaf.detach(), target, truth_wh), strict=True)),
+            "the inputs were modified in place: compute the loss without writing into them",
+        )
+        expected = _coord_reference(pred, target, truth_wh, coord_scale)
+        case = f"({len(pred)} boxes, coord_scale={coord_scale})"
+        if not torch.allclose(got.detach().double(), expected, rtol=1e-5, atol=1e-8):
+            for switches, mistake in _COORD_MISTAKES:
+                if torch.allclose(got.detach().double(), _coord_reference(pred, target, truth_wh, coord_scale,
+                                                                            **switches), rtol=1e-5, atol=1e-8):
+                    raise CheckpointError(f"{mistake} {case}")
+            if coord_scale != 1 and torch.allclose(got.detach().double(), expected / coord_scale, rtol=1e-5):
+                raise CheckpointError(f"coord_scale is not applied: multiply the weight by it {case}")
+            raise CheckpointError(f"{case}: expected {expected.item():.6f}, got {got.item():.6f}")
+        expect(got.requires_grad, f"the loss must stay differentiable with respect to pred {case}")
+        (grad,) = torch.autograd.grad(got, leaf)
+        expected_grad = -coord_scale * (2 - truth_wh.prod(1, keepdim=True)) * (target - pred)  # minus the delta
+        expect(
+            torch.allclose(grad.double(), expected_grad, rtol=1e-5, atol=1e-8),
+            f"the gradient with respect to pred is not minus Darknet's delta {case}",
+        )
+    print("coord loss with the (2 - w*h) weight, summed over the boxes ... ok")
+    print("its gradient is minus Darknet's delta, coord_scale * (2 - w*h) * (target - pred) ... ok")

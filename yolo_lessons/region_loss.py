@@ -117,12 +117,11 @@ def region_loss(
     with torch.no_grad():  # targets and scales are constants
         pred = _decode(box.detach(), anchors)  # (N, A, H, W, 4) cx, cy, w, h fractions
         valid = torch.arange(m, device=device) < counts[:, None]  # (N, M) real truth rows
-        gt = truths.masked_fill(~valid[..., None], 0.0)  # padding rows zeroed, never read
 
         # Pass 1, over every (b, j, i, n) of forward_region_layer.
         # best_iou: the best IoU of the decoded box with any truth of its image (from 0).
-        ious = _box_iou(pred.reshape(n, -1, 1, 4), gt[:, None, :, 1:])  # (N, A*H*W, M)
-        ious = ious.masked_fill(~valid[:, None, :], 0.0)
+        ious = _box_iou(pred.reshape(n, -1, 1, 4), truths[:, None, :, 1:])  # (N, A*H*W, M)
+        ious = ious.masked_fill(~valid[:, None, :], 0.0)  # padding rows count for nothing
         best_iou = torch.cat([ious.new_zeros(n, a * h * w, 1), ious], dim=2).amax(dim=2)
         ignore = (best_iou > thresh).reshape(n, a, h, w)  # strictly greater, as in Darknet
         # l.delta[obj_index] = noobject_scale * (0 - output), then 0 when best_iou > thresh
@@ -135,8 +134,8 @@ def region_loss(
 
         # Pass 2, over each truth t of each image b.
         b_idx, t_idx = valid.nonzero(as_tuple=True)  # (K,) each, in (b, t) order
-        cls = gt[b_idx, t_idx, 0].long()  # (K,)
-        g = gt[b_idx, t_idx, 1:]  # (K, 4) cx, cy, w, h fractions
+        cls = truths[b_idx, t_idx, 0].long()  # (K,)
+        g = truths[b_idx, t_idx, 1:]  # (K, 4) cx, cy, w, h fractions
         grid = g.new_tensor([w, h])
         # The cell holding the centre: i = (int)(truth.x * l.w), j = (int)(truth.y * l.h).
         # Darknet does not clamp, so cx = 1.0 would give i = W, outside the grid: we clamp.

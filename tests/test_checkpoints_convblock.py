@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 from yolo_lessons import ConvBlock
@@ -102,7 +103,7 @@ def test_package_conv_block_passes(capsys):
         (FunctionalDefaultSlopeBlock, "slope 0.01"),
         (FixedPaddingBlock, "expected output (2, 16, 16, 16), got (2, 16, 18, 18)"),
         (IgnoresStrideBlock, "expected output (2, 32, 16, 16), got (2, 32, 32, 32)"),
-        (ActivationBeforeBatchNormBlock, "differs from conv -> BatchNorm -> LeakyReLU(0.1)"),
+        (ActivationBeforeBatchNormBlock, "the activation comes before BatchNorm"),
         (StubBlock, "not implemented yet"),
     ],
 )
@@ -178,3 +179,124 @@ def test_parameter_count_check_names_the_mistake(wrong, named):
     with pytest.raises(CheckpointError) as failure:
         check_conv_block_parameters(wrong)
     assert named in str(failure.value)
+
+
+# --- behaviour, not structure: more wrong answers, and right answers written differently ---
+
+
+class NoActivationBlock(ConvBlock):
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class ReluBlock(ConvBlock):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1):
+        super().__init__(in_channels, out_channels, kernel_size, stride)
+        self.act = nn.ReLU()
+
+
+class SamePaddingStringBlock(ConvBlock):
+    """PyTorch's padding="same" (stride 1 only): equal to kernel_size // 2 for odd kernels only."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1):
+        super().__init__(in_channels, out_channels, kernel_size, stride)
+        if stride == 1:
+            self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding="same", bias=False)
+
+
+class EpsilonBlock(ConvBlock):
+    """BatchNorm with eps=1e-1: the right layers, visibly different outputs."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1):
+        super().__init__(in_channels, out_channels, kernel_size, stride)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.1)
+
+
+class EvalOnlyBatchNormBlock(ConvBlock):
+    """Always normalises with the running statistics, even in train mode."""
+
+    def forward(self, x):
+        bn = self.bn
+        x = nn.functional.batch_norm(self.conv(x), bn.running_mean, bn.running_var, bn.weight, bn.bias, False)
+        return self.act(x)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "named"),
+    [
+        (NoActivationBlock, "the activation is missing"),
+        (ReluBlock, "the activation is ReLU"),
+        # 2x2 kernel on 7x7: Darknet pads 2 // 2 = 1 each side, (7 + 2 - 2) // 1 + 1 = 8; "same" keeps 7
+        (SamePaddingStringBlock, "expected output (2, 8, 8, 8), got (2, 8, 7, 7)"),
+        (EpsilonBlock, "the output differs from the reference's with the same weights"),
+        (EvalOnlyBatchNormBlock, "in train mode BatchNorm must normalise with the batch's own statistics"),
+    ],
+)
+def test_conv_block_check_fails_behaviour_mistakes(wrong, named):
+    with pytest.raises(CheckpointError) as failure:
+        check_conv_block(wrong)
+    assert named in str(failure.value)
+
+
+class ReorderedBlock(nn.Module):
+    """Right answer: the activation and BatchNorm created before the conv, other names."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1):
+        super().__init__()
+        self.leaky = nn.LeakyReLU(0.1)
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.convolution = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False)
+
+    def forward(self, x):
+        return self.leaky(self.norm(self.convolution(x)))
+
+
+class ChattyBlock(ConvBlock):
+    """Right answer that prints and triggers a PyTorch warning on every call."""
+
+    def forward(self, x):
+        print("debug", tuple(x.shape))
+        _ = torch.tensor(x)  # UserWarning: copy construct from a tensor
+        return super().forward(x)
+
+
+class LeftoverBlock(ConvBlock):
+    """Right answer that keeps an unused module from an earlier attempt."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1):
+        super().__init__(in_channels, out_channels, kernel_size, stride)
+        self.old_conv = nn.Conv2d(in_channels, out_channels, kernel_size)
+
+
+class FunctionalBlock(nn.Module):
+    """Right answer with functional calls and a Sequential."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1):
+        super().__init__()
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False)
+        self.layers = nn.Sequential(conv, nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        return nn.functional.leaky_relu(self.layers(x), negative_slope=0.1)
+
+
+@pytest.mark.parametrize("right", [ReorderedBlock, ChattyBlock, LeftoverBlock, FunctionalBlock])
+def test_conv_block_check_passes_right_answers_written_differently(right, capsys):
+    check_conv_block(right)
+    out = capsys.readouterr().out
+    assert "ConvBlock: the same outputs as yolo_lessons.ConvBlock" in out
+
+
+def test_conv_block_check_shows_prints_and_warnings_on_note_lines(capsys):
+    check_conv_block(ChattyBlock)
+    lines = capsys.readouterr().out.splitlines()
+    report = [line for line in lines if not line.startswith("| ")]
+    notes = [line for line in lines if line.startswith("| ")]
+    assert report[0].startswith("ConvBlock: the same outputs") and len(report) == 3
+    assert "|   debug (2, 3, 32, 32)" in notes
+    assert any("UserWarning" in line for line in notes)
+
+
+def test_parameter_count_check_wants_an_int_not_a_float():
+    with pytest.raises(CheckpointError, match="is a float"):
+        check_conv_block_parameters(lambda i, o, k: float(o * i * k * k + 2 * o))

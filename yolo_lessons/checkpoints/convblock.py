@@ -11,101 +11,116 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from ..blocks import ConvBlock
-from .common import CheckpointError, build, call, count_parameters, describe_conv_block_mistakes, expect, run
+from ..blocks import LEAKY_SLOPE, ConvBlock
+from .common import (
+    CheckpointError,
+    build,
+    call,
+    checkpoint,
+    close,
+    compare_modules,
+    count_parameters,
+    count_used_parameters,
+    describe_conv_block_mistakes,
+    expect,
+    integer_problem,
+    note,
+    randomize,
+)
 
-# (in_channels, out_channels, kernel_size, stride, input side) -> output side: the cases
-# check_conv_block runs. 3x3 stride 1 keeps 32, 3x3 stride 2 halves it, 1x1 keeps 16.
-_BLOCK_CASES = ((3, 16, 3, 1, 32), (16, 32, 3, 2, 32), (32, 16, 1, 1, 16))
-
-
-def _parts(block: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
-    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
-    bns = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
-    expect(len(convs) == 1, f"expected exactly one nn.Conv2d in the block, found {len(convs)}")
-    expect(len(bns) == 1, f"expected exactly one nn.BatchNorm2d in the block, found {len(bns)}")
-    return convs[0], bns[0]
-
-
-def _reference_with(block: nn.Module, in_c: int, out_c: int, k: int, stride: int) -> ConvBlock:
-    """The package's ConvBlock carrying the learner's conv and BatchNorm weights."""
-    conv, bn = _parts(block)
-    reference = ConvBlock(in_c, out_c, k, stride)
-    with torch.no_grad():
-        reference.conv.weight.copy_(conv.weight)
-        reference.bn.load_state_dict(bn.state_dict())
-    return reference
-
-
-def _randomise_batchnorm(block: nn.Module) -> None:
-    _, bn = _parts(block)
-    expect(bn.affine, "BatchNorm needs its learnable weight (gamma) and bias (beta): keep affine=True")
-    expect(bn.track_running_stats, "BatchNorm needs running statistics for eval mode: keep track_running_stats=True")
-    with torch.no_grad():
-        bn.weight.uniform_(0.5, 1.5)
-        bn.bias.normal_()
-        bn.running_mean.normal_()
-        bn.running_var.uniform_(0.5, 2.0)
+# (in_channels, out_channels, kernel_size, stride, input side): the cases check_conv_block
+# runs. 3x3 stride 1 keeps 32; 3x3 stride 2 halves 32 and takes 15 to 8 (odd side); 1x1
+# keeps 16; a 2x2 kernel with Darknet's padding 2 // 2 = 1 takes 7 to 8 (PyTorch's
+# padding="same" would keep 7).
+_BLOCK_CASES = ((3, 16, 3, 1, 32), (16, 32, 3, 2, 32), (4, 8, 3, 2, 15), (32, 16, 1, 1, 16), (4, 8, 2, 1, 7))
 
 
-def _name_activation_mistake(reference: ConvBlock, x: torch.Tensor, got: torch.Tensor) -> str:
-    """Which known wrong activation explains the learner's output, if any."""
-    reference.eval()
-    pre_activation = reference.bn(reference.conv(x))
-    slope_001 = "the activation uses slope 0.01 (PyTorch's LeakyReLU default); Darknet's leaky uses 0.1"
-    candidates = {
-        slope_001: nn.functional.leaky_relu(pre_activation, 0.01),
-        "the activation is ReLU; Darknet's leaky is LeakyReLU(0.1)": torch.relu(pre_activation),
-        "the activation is missing: apply LeakyReLU(0.1) after BatchNorm": pre_activation,
+def _block_variants(reference: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the known wrong orders and activations compute with the reference's weights (eval mode).
+
+    ``reference`` is a ``ConvBlock``, or an ``nn.Sequential(ConvBlock, MaxPool2d)``."""
+    block, pool = (reference, None) if isinstance(reference, ConvBlock) else (reference[0], reference[1])
+    conv, bn = block.conv, block.bn
+    finish = pool if pool is not None else nn.Identity()
+    pre = bn(conv(x))
+    variants = {
+        "the activation is missing: apply LeakyReLU(0.1) after BatchNorm": pre,
+        "the activation is ReLU; Darknet's leaky is LeakyReLU(0.1) (nn.LeakyReLU(0.1))": torch.relu(pre),
+        "the activation uses slope 0.01 (PyTorch's LeakyReLU default); Darknet's leaky uses 0.1": F.leaky_relu(
+            pre, 0.01
+        ),
+        "the activation comes before BatchNorm: the order is conv, BatchNorm, LeakyReLU(0.1)": bn(
+            F.leaky_relu(conv(x), LEAKY_SLOPE)
+        ),
+        "ReLU before BatchNorm: the order is conv, BatchNorm, then LeakyReLU(0.1) (not ReLU)": bn(torch.relu(conv(x))),
+        "BatchNorm is skipped in forward: call it between the conv and the activation": F.leaky_relu(
+            conv(x), LEAKY_SLOPE
+        ),
     }
-    for message, expected in candidates.items():
-        if torch.allclose(got, expected, atol=1e-5):
-            return message
-    return ""
+    variants = {message: finish(value) for message, value in variants.items()}
+    if pool is not None:
+        variants["the max-pool comes before the conv; it goes after the conv, BatchNorm and LeakyReLU"] = block(pool(x))
+    return variants
 
 
-def check_conv_block(cls: Callable[..., nn.Module]) -> None:
-    """Check a ConvBlock class built as ``cls(in_channels, out_channels, kernel_size, stride=1)``."""
-    torch.manual_seed(0)
-    for in_c, out_c, k, stride, side in _BLOCK_CASES:
-        block = build(cls, in_c, out_c, k, stride=stride)
-        x = torch.randn(2, in_c, side, side)
-        mistakes = describe_conv_block_mistakes(block, x)
-        if mistakes:
-            raise CheckpointError("; ".join(mistakes))
-        _randomise_batchnorm(block)  # fresh statistics would hide a wrong order of the three steps
-        y = run(block, x)
-        out_side = (side + 2 * (k // 2) - k) // stride + 1
-        expected_shape = (2, out_c, out_side, out_side)
-        expect(
-            tuple(y.shape) == expected_shape,
-            f"ConvBlock({in_c}, {out_c}, {k}, stride={stride}) on input {tuple(x.shape)}: expected output "
-            f'{expected_shape}, got {tuple(y.shape)} ("same" padding is kernel_size // 2 = {k // 2})',
+def diagnose_block(module: nn.Module, reference: nn.Module, x: torch.Tensor, problem: str, got, mode: str) -> str:
+    """Name the known ConvBlock mistake that explains ``problem``, when one certainly does."""
+    if got is not None and mode == "train":
+        return (
+            problem + " (eval mode agrees; in train mode BatchNorm must normalise with the batch's own "
+            "statistics, as nn.BatchNorm2d does)"
         )
-        expected_params = out_c * in_c * k * k + 2 * out_c
-        got_params = count_parameters(block)
-        expect(
-            got_params == expected_params,
-            f"ConvBlock({in_c}, {out_c}, {k}): expected {expected_params:,} parameters "
-            f"(conv {out_c}x{in_c}x{k}x{k} without bias + BatchNorm's weight and bias), got {got_params:,}",
-        )
-        reference = _reference_with(block, in_c, out_c, k, stride)
-        reference.eval()
+    structural = describe_conv_block_mistakes(module, x)
+    if structural:
+        return "; ".join(structural)
+    if got is not None and mode == "eval":
         with torch.no_grad():
-            same = torch.allclose(y, reference(x), atol=1e-5)
-            if not same:
-                mistake = _name_activation_mistake(reference, x, y)
+            for message, value in _block_variants(reference.eval(), x).items():
+                if close(got, value):
+                    return message
+    return problem
+
+
+def _shape_hint(k: int, stride: int) -> str:
+    return (
+        f'Darknet\'s "same" padding is kernel_size // 2 = {k // 2}'
+        + (' (padding="same" differs for even kernels)' if k % 2 == 0 else "")
+        + (f", and stride={stride} must reach the conv" if stride != 1 else "")
+    )
+
+
+@checkpoint
+def check_conv_block(cls: Callable[..., nn.Module]) -> None:
+    """Check a ConvBlock class built as ``cls(in_channels, out_channels, kernel_size, stride=1)``:
+    with ``yolo_lessons.ConvBlock``'s weights copied in, the same outputs in eval and train mode."""
+    generator = torch.Generator().manual_seed(0)
+    for number, (in_c, out_c, k, stride, side) in enumerate(_BLOCK_CASES):
+        block = build(cls, in_c, out_c, k, stride=stride)
+        reference = randomize(ConvBlock(in_c, out_c, k, stride), seed=number)
+        x = torch.randn(2, in_c, side, side, generator=generator)
+        case = f"ConvBlock({in_c}, {out_c}, {k}, stride={stride}) on input {tuple(x.shape)}"
+        problem, expected, got, _, mode = compare_modules(block, reference, [(x,)], label=f" of {case}")
+        if problem:
+            if expected is not None and isinstance(got, torch.Tensor) and got.shape != expected.shape:
                 raise CheckpointError(
-                    mistake
-                    or "the output differs from conv -> BatchNorm -> LeakyReLU(0.1) with the same weights: "
-                    f"expected {reference(x).flatten()[:3].tolist()}, got {y.flatten()[:3].tolist()} "
-                    "(first values; is the order conv, BatchNorm, activation?)"
+                    f"{case}: expected output {tuple(expected.shape)}, got {tuple(got.shape)} "
+                    f"({_shape_hint(k, stride)})"
                 )
-    print("ConvBlock: one bias-free conv, a BatchNorm that runs, LeakyReLU(0.1) ... ok")
-    print("output shapes: 3x3 stride 1 keeps 32x32, 3x3 stride 2 gives 16x16, 1x1 keeps 16x16 ... ok")
+            raise CheckpointError(diagnose_block(block, reference, x, problem, got, mode))
+        expected_params = count_parameters(reference)
+        used = count_used_parameters(block, x)
+        expect(
+            used == expected_params,
+            f"ConvBlock({in_c}, {out_c}, {k}): expected {expected_params:,} parameters "
+            f"(conv {out_c}x{in_c}x{k}x{k} without bias + BatchNorm's weight and bias), got {used:,}",
+        )
+        if count_parameters(block) != used and number == 0:
+            note(f"your block also holds {count_parameters(block) - used:,} parameters that forward never uses")
+    print("ConvBlock: the same outputs as yolo_lessons.ConvBlock with the same weights, eval and train mode ... ok")
+    print("shapes: 3x3 stride 1 keeps 32, stride 2 takes 32 to 16 and 15 to 8, 1x1 keeps 16, 2x2 takes 7 to 8 ... ok")
     print("parameters: ConvBlock(3, 16, 3) has 464 = 16*3*3*3 + 2*16 ... ok")
-    print("outputs equal yolo_lessons.ConvBlock with the same weights ... ok")
 
 
 # (size, kernel_size, stride, padding) -> PyTorch's answer, computed with a real Conv2d.
@@ -135,6 +150,7 @@ _SIZE_MISTAKES = (
 )
 
 
+@checkpoint
 def check_conv_output_size(fn: Callable[..., int]) -> None:
     """Check ``fn(size, kernel_size, stride=1, padding=None)`` against real ``nn.Conv2d`` outputs."""
     answers = [call(fn, n, k, stride=s, padding=p) for n, k, s, p in _SIZE_CASES]
@@ -149,6 +165,7 @@ def check_conv_output_size(fn: Callable[..., int]) -> None:
         raise CheckpointError(f"{case}: expected {expected} (what nn.Conv2d gives), got {got!r}")
     for n, k, s in ((416, 3, 1), (416, 3, 2), (13, 1, 1)):
         got, expected = call(fn, n, k, stride=s), _true_output_size(n, k, s, k // 2)
+        expect(not integer_problem(got), f"size={n}, kernel_size={k}, stride={s}: {integer_problem(got)}")
         expect(
             got == expected,
             f"size={n}, kernel_size={k}, stride={s} with the default padding: expected {expected}, "
@@ -158,6 +175,7 @@ def check_conv_output_size(fn: Callable[..., int]) -> None:
     print('default "same" padding: 416 -> 416 (stride 1), 416 -> 208 (stride 2), 13 -> 13 (1x1) ... ok')
 
 
+@checkpoint
 def check_conv_block_parameters(fn: Callable[[int, int, int], int]) -> None:
     """Check ``fn(in_channels, out_channels, kernel_size)`` against counted ConvBlocks."""
     report = []
@@ -165,6 +183,8 @@ def check_conv_block_parameters(fn: Callable[[int, int, int], int]) -> None:
         expected = count_parameters(ConvBlock(in_c, out_c, k))
         got = call(fn, in_c, out_c, k)
         case = f"ConvBlock({in_c}, {out_c}, {k})"
+        if got == expected and integer_problem(got):
+            raise CheckpointError(f"{case}: the count is right but {integer_problem(got)}")
         if got == expected:
             report.append(f"{case}: {got:,} parameters ... ok")
             continue

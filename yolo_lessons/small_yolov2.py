@@ -84,6 +84,11 @@ class SmallYOLOv2(nn.Module):
             raise ValueError(f"expected a positive integer width (filters of the first conv), got {width!r}")
         if passthrough not in PASSTHROUGHS:
             raise ValueError(f"expected passthrough in {PASSTHROUGHS}, got {passthrough!r}")
+        if passthrough == "darknet_reorg" and (PASSTHROUGH_FILTERS * width) % FOLD_STRIDE**2:
+            raise ValueError(
+                f"darknet_reorg folds channels in groups of {FOLD_STRIDE**2}: expected a width divisible by "
+                f"{FOLD_STRIDE**2}, got {width}"
+            )
         self.num_classes, self.width, self.passthrough_fold = num_classes, width, passthrough
         self.register_buffer("anchors", anchors, persistent=False)  # (A, 2) grid cells
 

@@ -1,0 +1,644 @@
+"""Train the scaled-down YOLOv2 on the book's synthetic shapes: ``python -m yolo_lessons.train``.
+
+What one run does:
+
+1. draws the training images of ``--seed`` (``data.make_image``) and computes ``--anchors``
+   k-means anchors with the 1 - IoU distance (YOLO9000 section 2) from the boxes of the first
+   images, in cells of the model's stride-16 grid;
+2. builds ``small_yolov2`` (``--width``, ``--passthrough``) seeded by ``--seed``;
+3. for ``--steps`` steps: a batch of images, the Darknet-exact ``region_loss`` summed over the
+   batch **divided by the batch size**, AdamW, and a cosine learning rate from ``--lr`` down to 0;
+4. every ``--eval-every`` steps and at the end: mAP@0.5 on ``--eval-images`` held-out images
+   (another seed, ``--eval-seed``), scored as ``./darknet detector valid`` does (threshold
+   0.005, per-class NMS at IoU 0.45, VOC all-point AP);
+5. saves ``OUT/checkpoint.pt`` at every evaluation, at the end and on Ctrl-C.
+
+Why the loss is divided by the batch: Darknet sums the loss over the batch and divides the
+*learning rate* by the batch instead (``update_convolutional_layer``: ``learning_rate/batch``).
+With SGD the two are the same. Adam divides each gradient by its own running RMS, so scaling
+the gradient does nothing and ``lr / batch`` simply makes every step ``batch`` times smaller:
+the prototype of this recipe reached 0.02 mAP that way. Averaging the loss keeps the step size
+``--lr`` whatever the batch.
+
+Exactness: the images of step ``s`` on rank ``r`` are a pure function of (seed, s, r, world
+size) (``image_indices``), never the state of a DataLoader, and the learning rate is a function
+of the step, so a run resumed from a checkpoint computes the very same losses as an unbroken
+one, and the same seed with the same ``--threads`` gives bit-identical losses.
+
+Several processes: ``torchrun --standalone --nproc_per_node=2 -m yolo_lessons.train ...`` runs
+the same code under DistributedDataParallel (gloo on the CPU, NCCL with ``--device cuda``); each
+rank draws its own images, gradients are averaged, only rank 0 evaluates, prints and writes.
+``--batch-size`` is per process, so N processes train on N times as many images per step.
+
+On a shared or small CPU, start it as ``OMP_WAIT_POLICY=PASSIVE python -m yolo_lessons.train``:
+OpenMP threads then sleep instead of spinning while they wait, which avoids steps 5-10x slower
+than normal when another program wants the same cores. (OpenMP reads the variable when torch
+is loaded, so it must be set before Python starts.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .anchors import kmeans_anchors, mean_best_iou, to_grid_cells
+from .data import SHAPE_CLASSES, check_image_size, collate, make_image
+from .decode import decode_yolov2
+from .nms import VALID_THRESHOLD, postprocess
+from .region_loss import region_loss
+from .small_yolov2 import PASSTHROUGHS, STRIDE, SmallYOLOv2, small_yolov2
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+ANCHOR_IMAGES = 1000  # k-means runs on the boxes of the first (at most) this many training images
+EXIT_INTERRUPTED = 130  # the shell's code for "ended by SIGINT" (128 + 2)
+REPEAT_SIGINT_SECONDS = 2.0
+
+# Options that define the run: a resumed run must keep them, or its losses would differ.
+RECIPE = (
+    "steps", "batch_size", "image_size", "width", "lr", "weight_decay", "seed", "train_images",
+    "num_anchors", "passthrough", "prior_images",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``python -m yolo_lessons.train``; the defaults are the book's recipe."""
+
+    steps: int = 480
+    batch_size: int = 32
+    image_size: int = 96
+    width: int = 8
+    lr: float = 4e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+    train_images: int = 0
+    num_anchors: int = 5
+    passthrough: str | None = "darknet_reorg"
+    prior_images: int = 12800
+    threads: int | None = None
+    eval_every: int = 120
+    eval_images: int = 500
+    eval_seed: int = 1000
+    out: str | None = "runs/train"
+    resume: str | None = None
+    stop_after: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+    verbose: bool = True
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first option that cannot work."""
+        for name in ("steps", "batch_size", "width", "num_anchors", "eval_images"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"expected a positive integer {name}, got {value!r}")
+        for name in ("train_images", "eval_every", "prior_images", "seed", "eval_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"expected a non-negative integer {name}, got {value!r}")
+        check_image_size(self.image_size)
+        if not self.lr > 0 or not self.weight_decay >= 0:
+            raise ValueError(f"expected lr > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+        if self.passthrough not in PASSTHROUGHS:
+            raise ValueError(f"expected passthrough in {PASSTHROUGHS}, got {self.passthrough!r}")
+        if self.eval_seed == self.seed:
+            raise ValueError(f"the held-out images need another seed than the training images, both are {self.seed}")
+        if self.stop_after is not None and (not isinstance(self.stop_after, int) or self.stop_after < 1):
+            raise ValueError(f"expected a positive stop_after (steps), got {self.stop_after!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"expected a positive number of threads, got {self.threads!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"expected device 'cpu' or 'cuda', got {self.device!r}")
+        if self.resume is not None and self.out is None and self.resume == "auto":
+            raise ValueError("--resume without a path needs --out, the folder of the checkpoint")
+
+
+@dataclass
+class TrainHistory:
+    """What ``train`` returns: the curves (plain lists) and the trained model.
+
+    losses: one per step, the loss per image (summed over the batch, divided by it),
+        averaged over processes; ``parts[name]`` the same for each term of ``region_loss``.
+    eval_steps, eval_map, eval_map11, eval_seconds: one per evaluation, the step, held-out
+        mAP@0.5 (VOC all-point and 11-point) and the training seconds so far (evaluation
+        time excluded).
+    """
+
+    losses: list[float] = field(default_factory=list)
+    parts: dict[str, list[float]] = field(default_factory=dict)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_map: list[float] = field(default_factory=list)
+    eval_map11: list[float] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    images_seen: int = 0
+    interrupted: bool = False
+    anchors: list[list[float]] = field(default_factory=list)
+    checkpoint: str | None = None
+    model: SmallYOLOv2 | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: which images a step trains on
+
+
+def image_indices(step: int, rank: int, world_size: int, batch_size: int, seed: int, train_images: int) -> list[int]:
+    """Indices (for ``make_image(index, seed)``) of the images that rank ``rank`` trains on at ``step``.
+
+    Step ``s`` uses the global sample positions ``s * world_size * batch_size + rank * batch_size
+    + 0 .. batch_size - 1``. With ``train_images == 0`` the position is the image index, so no
+    image is ever seen twice. Otherwise the run cycles over the first ``train_images`` images in
+    epochs, each in its own order ``np.random.default_rng([seed, epoch]).permutation``.
+    A pure function of its arguments: resuming and several processes need nothing else.
+    """
+    start = (step * world_size + rank) * batch_size
+    positions = range(start, start + batch_size)
+    if train_images == 0:
+        return list(positions)
+    out = []
+    for position in positions:
+        epoch, offset = divmod(position, train_images)
+        out.append(int(_epoch_order(seed, epoch, train_images)[offset]))
+    return out
+
+
+_ORDERS: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _epoch_order(seed: int, epoch: int, train_images: int) -> np.ndarray:
+    key = (seed, epoch, train_images)
+    if key not in _ORDERS:
+        if len(_ORDERS) > 4:
+            _ORDERS.clear()
+        _ORDERS[key] = np.random.default_rng([seed, epoch]).permutation(train_images)
+    return _ORDERS[key]
+
+
+class ImageCache:
+    """``make_image(index, seed, size)`` remembered: a run with ``train_images`` > 0 draws each once."""
+
+    def __init__(self, seed: int, size: int, keep: bool):
+        self.seed, self.size, self.keep = seed, size, keep
+        self.images: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        if index in self.images:
+            return self.images[index]
+        image, boxes = make_image(index, self.seed, self.size)
+        item = torch.from_numpy(image), torch.from_numpy(boxes)  # (3, S, S) in [0, 1]; (M, 5) fractions
+        if self.keep:
+            self.images[index] = item
+        return item
+
+    def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """(images (N, 3, S, S), boxes (N, M, 5), counts (N,)) as ``data.collate`` makes them."""
+        return collate([self[i] for i in indices])
+
+
+def anchors_from_images(
+    cache: ImageCache, count: int, num_anchors: int, grid_size: int, seed: int
+) -> list[list[float]]:
+    """k-means (1 - IoU) anchors from the boxes of images 0 .. count - 1, in grid cells, by area."""
+    wh = np.concatenate([cache[i][1][:, 3:5].numpy() for i in range(count)])  # (B, 2) fractions
+    anchors = kmeans_anchors(to_grid_cells(wh, grid_size), num_anchors, seed=seed)
+    return [[float(w), float(h)] for w, h in anchors]
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, images: Tensor, boxes: Tensor, counts: Tensor, batch_size: int = 100
+) -> tuple[float, float]:
+    """Held-out mAP@0.5 (VOC all-point, VOC2007 11-point) of ``model`` on a collated set.
+
+    Scored as ``./darknet detector valid`` then ``reval_voc``: every (box, class) with score
+    above 0.005, per-class NMS at IoU 0.45, then AP per class over all images. The model is
+    put in eval mode (BatchNorm's running statistics) and back in its former mode after.
+    """
+    from .metrics import mean_average_precision
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    detections = []
+    try:
+        for start in range(0, len(images), batch_size):
+            output = model(images[start : start + batch_size].to(device)).float().cpu()
+            detections += postprocess(decode_yolov2(output, model.anchors.cpu()), thresh=VALID_THRESHOLD)
+    finally:
+        model.train(was_training)
+    truths = [boxes[i, : counts[i]] for i in range(len(images))]  # (M_i, 5) class, cx, cy, w, h
+    return (
+        mean_average_precision(detections, truths, method="all_point"),
+        mean_average_precision(detections, truths, method="11_point"),
+    )
+
+
+def held_out_set(config: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``eval_images`` held-out images of ``eval_seed``, collated."""
+    cache = ImageCache(config.eval_seed, config.image_size, keep=False)
+    return cache.batch(range(config.eval_images))
+
+
+# ---------------------------------------------------------------------------------------------
+# The learning rate and the checkpoint
+
+
+def learning_rate(step: int, steps: int, lr: float) -> float:
+    """Cosine decay from ``lr`` at step 0 to 0 at step ``steps`` (SGDR without restarts)."""
+    return 0.5 * lr * (1.0 + math.cos(math.pi * step / steps))
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Write ``state`` with ``torch.save`` to a temporary file beside ``path``, then rename it.
+
+    ``os.replace`` is atomic on one file system, so ``path`` always holds either the previous
+    checkpoint or the new one, never half a file, even if the process dies while writing.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint written by ``train``, loaded with ``weights_only=True`` (tensors and plain data only)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"expected a yolo_lessons.train checkpoint of format {CHECKPOINT_FORMAT}, got {path}")
+    return state
+
+
+def model_from_checkpoint(path: str) -> SmallYOLOv2:
+    """The trained ``small_yolov2`` of a checkpoint, in eval mode, with its anchors."""
+    state = load_checkpoint(path)
+    config = state["config"]
+    model = small_yolov2(len(state["classes"]), state["anchors"], config["width"], config["passthrough"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+@dataclass
+class _Processes:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    started_here: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _start_processes(device: str) -> _Processes:
+    """Join torchrun's process group when launched by it (its ``WORLD_SIZE`` > 1 in the environment)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return _Processes()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    started = not dist.is_initialized()
+    if started:
+        if device == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+    return _Processes(dist.get_rank(), dist.get_world_size(), local_rank, started)
+
+
+class _StopOnSigint:
+    """While active, Ctrl-C (SIGINT) only asks the loop to stop after the current step.
+
+    Another Ctrl-C more than ``REPEAT_SIGINT_SECONDS`` later interrupts at once; sooner ones
+    are the same request (torchrun passes the terminal's SIGINT on to processes that got it
+    already). Only the main thread may install signal handlers; elsewhere this does nothing.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        self._first = 0.0
+
+    def __enter__(self) -> _StopOnSigint:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        now = time.monotonic()
+        if not self.requested:
+            self.requested, self._first = True, now
+        elif now - self._first > REPEAT_SIGINT_SECONDS:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def train(config: TrainConfig | None = None, **options) -> TrainHistory:
+    """Train ``small_yolov2`` as the command does and return its ``TrainHistory``.
+
+    ``train(TrainConfig(steps=400, out=None, progress=False, verbose=False))`` or simply
+    ``train(steps=400, out=None)``: options as in ``TrainConfig``. ``out=None`` writes no file.
+    A Ctrl-C (or a notebook's interrupt) stops after the current step, saves a checkpoint when
+    ``out`` is set, and returns the history so far with ``interrupted=True``.
+    """
+    config = TrainConfig(**{**asdict(config or TrainConfig()), **options})
+    resumed = None
+    if config.resume is not None:
+        path = os.path.join(config.out, CHECKPOINT_NAME) if config.resume == "auto" else config.resume
+        resumed = load_checkpoint(path)
+        config = _merge_resumed(config, resumed["config"], explicit=set(options))
+    config.check()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    processes = _start_processes(config.device)
+    try:
+        return _train(config, processes, resumed)
+    finally:
+        if processes.started_here:
+            dist.destroy_process_group()
+
+
+def _merge_resumed(config: TrainConfig, saved: dict, explicit: set[str]) -> TrainConfig:
+    """The saved recipe, checked against the options the caller set explicitly."""
+    merged = asdict(config)
+    for name in RECIPE:
+        if name in explicit and merged[name] != saved[name]:
+            raise ValueError(
+                f"--resume continues the saved run: {name} was {saved[name]!r} there, got {merged[name]!r}"
+            )
+        merged[name] = saved[name]
+    return TrainConfig(**merged)
+
+
+def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> TrainHistory:
+    rank, world_size, talk = processes.rank, processes.world_size, processes.main and config.verbose
+    device = torch.device(f"cuda:{processes.local_rank}" if config.device == "cuda" else "cpu")
+    grid_size = config.image_size // STRIDE  # 6 cells at 96 px
+    cache = ImageCache(config.seed, config.image_size, keep=config.train_images > 0)
+    num_classes = len(SHAPE_CLASSES)
+
+    if resumed is None:
+        anchor_images = min(ANCHOR_IMAGES, config.train_images or ANCHOR_IMAGES)
+        anchors = anchors_from_images(cache, anchor_images, config.num_anchors, grid_size, config.seed)
+    else:
+        anchors = resumed["anchors"]
+    torch.manual_seed(config.seed)  # the initial weights
+    model = small_yolov2(num_classes, anchors, config.width, config.passthrough).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = TrainHistory(anchors=anchors, model=model)
+    step = 0
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        step = resumed["step"]
+        torch.set_rng_state(resumed["rng"]["torch"])
+        _restore_history(history, resumed["history"])
+    network = model
+    if world_size > 1:
+        device_ids = None if device.index is None else [device.index]
+        network = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    held_out = held_out_set(config) if processes.main and config.eval_every > 0 else None
+    checkpoint_path = os.path.join(config.out, CHECKPOINT_NAME) if config.out is not None else None
+    if talk:
+        print(
+            f"small_yolov2 width {config.width}, {config.image_size}x{config.image_size} px, "
+            f"{grid_size}x{grid_size} grid, {sum(p.numel() for p in model.parameters()):,} parameters; "
+            f"{world_size} process(es) x {config.batch_size} images per step, {torch.get_num_threads()} thread(s)"
+        )
+        boxes_wh = np.concatenate([cache[i][1][:, 3:5].numpy() for i in range(50)])
+        print(
+            "anchors (grid cells): " + ", ".join(f"{w:.2f}x{h:.2f}" for w, h in anchors)
+            + f"; mean best IoU on 50 training images {mean_best_iou(anchors, to_grid_cells(boxes_wh, grid_size)):.3f}"
+        )
+
+    def save() -> None:
+        if checkpoint_path is None or not processes.main:
+            return
+        save_checkpoint(checkpoint_path, {
+            "format": CHECKPOINT_FORMAT,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "seen": step * world_size * config.batch_size,
+            "rng": {"torch": torch.get_rng_state()},
+            "config": asdict(config),
+            "anchors": anchors,
+            "classes": list(SHAPE_CLASSES),
+            "history": _history_lists(history),
+        })
+        history.checkpoint = checkpoint_path
+
+    def run_eval() -> None:
+        if held_out is None:
+            return
+        map_all, map_11 = evaluate(model, *held_out)
+        history.eval_steps.append(step)
+        history.eval_map.append(map_all)
+        history.eval_map11.append(map_11)
+        history.eval_seconds.append(history.train_seconds)
+        if talk:
+            _say(bar, f"step {step}: held-out mAP@0.5 {map_all:.4f} (11-point {map_11:.4f}), "
+                      f"{history.train_seconds:.1f} s of training")
+
+    bar = _progress_bar(config, step) if processes.main and config.progress else None
+    model.train()
+    with _StopOnSigint() as stop:
+        while step < config.steps:
+            started = time.perf_counter()
+            indices = image_indices(step, rank, world_size, config.batch_size, config.seed, config.train_images)
+            images, boxes, counts = cache.batch(indices)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, config.steps, config.lr)
+            output = network(images.to(device))  # (N, A*(5+C), H/16, W/16)
+            result = region_loss(
+                output.float(), boxes.to(device), counts.to(device), model.anchors, num_classes,
+                seen=step * world_size * config.batch_size, prior_images=config.prior_images,
+            )
+            loss = result.loss / config.batch_size  # the mean per image: see the module docstring
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            # One all-reduce carries the loss, its parts and "someone pressed Ctrl-C".
+            report = torch.stack([result.loss.detach(), *(p.detach() for p in result.parts.values())]).float()
+            report = torch.cat([report / config.batch_size, torch.tensor([float(stop.requested)], device=device)])
+            if world_size > 1:
+                dist.all_reduce(report)
+                report[:-1] /= world_size
+            values = report.cpu().tolist()
+            history.losses.append(values[0])
+            for name, value in zip(result.parts, values[1:-1], strict=True):
+                history.parts.setdefault(name, []).append(value)
+            history.train_seconds += time.perf_counter() - started
+            history.images_seen = step * world_size * config.batch_size
+            if bar is not None:
+                bar.update(1)
+                speed = world_size * config.batch_size / (time.perf_counter() - started)  # images per second
+                bar.set_postfix(loss=f"{values[0]:.3f}", img_s=f"{speed:.0f}")
+            if values[-1] > 0 or (config.stop_after is not None and step >= config.stop_after):
+                history.interrupted = True
+                break
+            if config.eval_every and (step % config.eval_every == 0 or step == config.steps):
+                run_eval()
+                save()
+    if bar is not None:
+        bar.close()
+    if history.interrupted or not config.eval_every:
+        save()
+    if talk:
+        _report(history, config, world_size)
+    history.model = model.eval()
+    return history
+
+
+def _progress_bar(config: TrainConfig, step: int):
+    from tqdm import tqdm
+
+    return tqdm(total=config.steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+
+def _say(bar, text: str) -> None:
+    if bar is not None:
+        bar.write(text)
+    else:
+        print(text, flush=True)
+
+
+_SAVED_HISTORY = ("losses", "parts", "eval_steps", "eval_map", "eval_map11", "eval_seconds", "train_seconds",
+                  "images_seen")
+
+
+def _history_lists(history: TrainHistory) -> dict:
+    """The curves of ``history`` as plain lists and numbers (what ``weights_only`` loading accepts)."""
+    return {name: getattr(history, name) for name in _SAVED_HISTORY}
+
+
+def _restore_history(history: TrainHistory, saved: dict) -> None:
+    for name, value in saved.items():
+        setattr(history, name, value)
+
+
+def _report(history: TrainHistory, config: TrainConfig, world_size: int) -> None:
+    steps = len(history.losses)
+    last = history.losses[-20:]
+    lines = [
+        ("interrupted" if history.interrupted else "finished") + f" after {steps} of {config.steps} steps",
+        f"images seen: {history.images_seen:,} ({world_size} process(es) x {config.batch_size} per step)",
+        f"training time: {history.train_seconds:.1f} s "
+        f"({history.images_seen / max(history.train_seconds, 1e-9):.0f} images/s, evaluation excluded)",
+        f"loss per image, mean of the last {len(last)} steps: {sum(last) / max(len(last), 1):.4f}",
+    ]
+    for step, value, value11 in zip(history.eval_steps, history.eval_map, history.eval_map11, strict=True):
+        lines.append(f"  step {step:>6}: held-out mAP@0.5 {value:.4f} (11-point {value11:.4f})")
+    if history.checkpoint:
+        lines.append(f"checkpoint: {history.checkpoint}")
+    if history.interrupted:
+        lines.append("resume with the same command and --resume")
+    print("\n".join(lines), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m yolo_lessons.train",
+        description=(
+            "Train the book's scaled-down YOLOv2 (small_yolov2) on synthetic shapes with the "
+            "Darknet-exact region loss, and report held-out mAP@0.5. Run it with "
+            "OMP_WAIT_POLICY=PASSIVE on a shared CPU; under torchrun it trains on every process."
+        ),
+        argument_default=argparse.SUPPRESS,  # only options given on the command line reach train()
+    )
+    add = parser.add_argument
+    add("--steps", type=int, help=f"optimizer steps; the cosine schedule ends at the last (default {defaults.steps})")
+    add("--batch-size", type=int, help=f"images per step on each process (default {defaults.batch_size})")
+    add("--image-size", type=int, help=f"image side in pixels, a multiple of 32 (default {defaults.image_size})")
+    add("--width", type=int, help=f"filters of the first conv; every layer scales with it (default {defaults.width})")
+    add("--lr", type=float, help=f"AdamW's peak learning rate, decayed by a cosine to 0 (default {defaults.lr})")
+    add("--weight-decay", type=float, help=f"AdamW's decoupled weight decay (default {defaults.weight_decay})")
+    add("--seed", type=int, help=f"seed of the training images, initial weights, k-means (default {defaults.seed})")
+    add("--train-images", type=int, help="cycle over this many training images in seeded epochs; "
+        f"0 draws a new image for every sample (default {defaults.train_images})")
+    add("--anchors", dest="num_anchors", type=int, metavar="K",
+        help=f"number of k-means anchors (default {defaults.num_anchors})")
+    add("--passthrough", choices=["darknet_reorg", "space_to_depth", "none"],
+        help=f"how the passthrough folds its 2x2 blocks, or none (default {defaults.passthrough})")
+    add("--prior-images", type=int, help="the loss pulls every box toward its anchor until this many images "
+        f"were seen, Darknet's warm-up (default {defaults.prior_images}, as Darknet)")
+    add("--threads", type=int, help="torch.set_num_threads for each process; same seed and threads give "
+        "bit-identical losses (default: torch's choice)")
+    add("--eval-every", type=int, help="held-out mAP@0.5 and a checkpoint every this many steps and at the end; "
+        f"0: neither, a checkpoint only at the end (default {defaults.eval_every})")
+    add("--eval-images", type=int, help=f"held-out images for mAP (default {defaults.eval_images})")
+    add("--eval-seed", type=int, help=f"seed of the held-out images, not --seed (default {defaults.eval_seed})")
+    add("--out", help=f"folder for {CHECKPOINT_NAME} (default {defaults.out})")
+    add("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
+        help=f"continue a run from CHECKPOINT (default OUT/{CHECKPOINT_NAME}) with its saved recipe; "
+        "the losses continue exactly as if it had never stopped")
+    add("--stop-after", type=int, metavar="STEP", help="stop as Ctrl-C would once STEP steps are done, "
+        "saving a checkpoint to --resume from; the schedule still ends at --steps")
+    add("--device", choices=["cpu", "cuda"], help=f"cuda: on GPUs, NCCL under torchrun (default {defaults.device})")
+    add("--no-progress", dest="progress", action="store_false", help="no progress bar (the report is still printed)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> dict:
+    """The options given on the command line, as ``TrainConfig`` field names and values."""
+    options = vars(build_parser().parse_args(argv))
+    if options.get("passthrough") == "none":
+        options["passthrough"] = None
+    known = {f.name for f in fields(TrainConfig)}
+    return {name: value for name, value in options.items() if name in known}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; 0 when it finished, 130 when Ctrl-C stopped it (after saving a checkpoint)."""
+    try:
+        history = train(**parse_args(argv))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return EXIT_INTERRUPTED if history.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -238,6 +238,8 @@ def test_a_later_truth_on_the_same_cell_and_anchor_replaces_the_earlier_one():
     second = [1.0, 0.9, 0.4, 0.5, 0.75]  # same cell, same shape, another class and centre
 
     def run(rows):
+        # thresh = 1 turns the ignore rule off (no IoU exceeds 1): pass 1 reads every truth,
+        # so only there could the earlier truth still show.
         truths = torch.tensor([rows], dtype=torch.float64)
         return region_loss(hand_output(), truths, [len(rows)], HAND_ANCHORS, 2, seen=0, thresh=1.0)
 

@@ -38,6 +38,7 @@ Where we differ from Darknet, deliberately:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -122,6 +123,7 @@ def region_loss(
         # best_iou: the best IoU of the decoded box with any truth of its image (from 0).
         ious = _box_iou(pred.reshape(n, -1, 1, 4), truths[:, None, :, 1:])  # (N, A*H*W, M)
         ious = ious.masked_fill(~valid[:, None, :], 0.0)  # padding rows count for nothing
+        # Darknet starts best_iou at 0: a column of zeros also serves images with no truths.
         best_iou = torch.cat([ious.new_zeros(n, a * h * w, 1), ious], dim=2).amax(dim=2)
         ignore = (best_iou > thresh).reshape(n, a, h, w)  # strictly greater, as in Darknet
         # l.delta[obj_index] = noobject_scale * (0 - output), then 0 when best_iou > thresh
@@ -153,10 +155,10 @@ def region_loss(
 
         # A later truth on the same (b, best_n, j, i) overwrites every delta of an earlier one:
         # keep, for each prediction, only its truth of highest row number t.
-        where = ((b_idx * a + best_n) * h + row) * w + col  # (K,) flat prediction index
+        flat = ((b_idx * a + best_n) * h + row) * w + col  # (K,) flat prediction index
         last = torch.full((n * a * h * w,), -1, dtype=torch.long, device=device)
-        last = last.scatter_reduce(0, where, t_idx, reduce="amax")
-        keep = last[where] == t_idx
+        last = last.scatter_reduce(0, flat, t_idx, reduce="amax")  # last truth row per prediction
+        keep = last[flat] == t_idx
         b_idx, best_n, row, col, cls, g = (v[keep] for v in (b_idx, best_n, row, col, cls, g))
         at = (b_idx, best_n, row, col)  # the responsible predictions, one per kept truth
 
@@ -181,7 +183,7 @@ def region_loss(
         class_target[at] = cls
 
     # The loss whose negative gradient is Darknet's delta (see the module docstring).
-    box_error = (box_scale / 2 * ((box_target - box) ** 2).sum(dim=-1))  # (N, A, H, W)
+    box_error = box_scale / 2 * ((box_target - box) ** 2).sum(dim=-1)  # (N, A, H, W)
     obj_error = obj_scale / 2 * (obj_target - objectness) ** 2  # (N, A, H, W)
     cross_entropy = -log_probs.gather(2, class_target[:, :, None]).squeeze(2)  # (N, A, H, W)
     zero = box_error.new_zeros(())
@@ -257,7 +259,7 @@ def _check_inputs(
     n, channels, _, _ = output.shape
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if isinstance(seen, bool) or not isinstance(seen, int) or seen < 0:
+    if isinstance(seen, bool) or not isinstance(seen, numbers.Integral) or seen < 0:
         raise ValueError(f"seen must be a non-negative int (images trained on), got {seen!r}")
     anchors = torch.as_tensor(anchors, dtype=output.dtype, device=output.device)
     if anchors.dim() != 2 or anchors.shape[1] != 2 or anchors.shape[0] < 1:

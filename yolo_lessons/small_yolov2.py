@@ -6,7 +6,8 @@ book's synthetic shapes (``data.py``):
 
 * the backbone is the first five stages of Darknet-19 (paper, Table 6): the same
   3x3 / 1x1 / 3x3 pattern and 2x2 max-pools, with every filter count divided by
-  ``32 / width`` (``width=32`` gives Darknet-19's own 32, 64, 128, 256, 512);
+  ``32 / width`` (``width=32`` gives Darknet-19's own 32, 64, 128, 256, 512); the fifth
+  stage keeps only the first three of its five convs (the head adds two more 3x3s);
 * it stops after four pools, so the **output stride is 16, not 32**: a 96 x 96 image
   gives a 6 x 6 grid (stride 32 would leave 3 x 3 cells for up to four objects);
 * two extra 3x3 convs (``yolov2-voc.cfg``'s two 1024-filter convs, here ``16 * width``);
@@ -32,8 +33,8 @@ from torch import Tensor, nn
 
 from .blocks import ConvBlock, check_image_batch, darknet_reorg, space_to_depth
 
-# Darknet-19's first five stages (YOLO9000 Table 6), filters as multiples of ``width``:
-# one row per conv, (filters / width, kernel size). A 2x2/2 max-pool sits between stages.
+# Darknet-19's first five stages (YOLO9000 Table 6, the fifth cut to three convs), one row per
+# conv, (filters / width, kernel size). A 2x2/2 max-pool sits between consecutive stages.
 SMALL_YOLOV2_STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
     ((1, 3),),  # 96 x 96 at a 96-pixel input
     ((2, 3),),  # 48 x 48

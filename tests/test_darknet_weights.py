@@ -409,3 +409,11 @@ def test_bad_arguments_say_what_was_expected():
         save_darknet_weights(model, io.BytesIO(), layers=layers, upto=0)
     with pytest.raises(ValueError, match="seen must be an int"):
         save_darknet_weights(model, io.BytesIO(), layers=layers, seen=-1)
+
+
+def test_the_2015_fixture_is_what_its_readme_recipe_writes():
+    header = np.array([0.0005, 0.9, 0.0005], "<f4").tobytes() + np.array([64], "<i4").tobytes()
+    k = np.arange(1, 640)
+    values = np.where(k % 2 == 1, k, -k) / 64
+    values[12:16] = np.abs(values[12:16])  # running variances: positive
+    assert header + values.astype("<f4").tobytes() == (FIXTURES / "legacy_2015.weights").read_bytes()

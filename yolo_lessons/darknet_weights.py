@@ -341,17 +341,17 @@ def _parse_header(raw: np.ndarray, name: str) -> DarknetHeader:
     return DarknetHeader(major, minor, revision, seen)
 
 
-def _read_bytes(file: PathOrFile) -> tuple[np.ndarray, str]:
-    """The whole file as one uint8 array (read once: the only copy of the weights we make)."""
+def _read_bytes(file: PathOrFile, count: int = -1) -> tuple[np.ndarray, str]:
+    """The file (or its first ``count`` bytes) as one uint8 array: the only copy of the weights we make."""
     if isinstance(file, (str, os.PathLike)):
-        return np.fromfile(file, dtype=np.uint8), os.fspath(file)
+        return np.fromfile(file, dtype=np.uint8, count=count), os.fspath(file)
     # a file object: bytearray keeps the array writable, so torch.from_numpy can share it
-    return np.frombuffer(bytearray(file.read()), dtype=np.uint8), getattr(file, "name", "the file")
+    return np.frombuffer(bytearray(file.read(count)), dtype=np.uint8), getattr(file, "name", "the file")
 
 
 def read_darknet_header(file: PathOrFile) -> DarknetHeader:
-    """Read and check the header of a ``.weights`` file (it reads the whole file)."""
-    raw, name = _read_bytes(file)
+    """Read and check the header of a ``.weights`` file (its first 16 or 20 bytes)."""
+    raw, name = _read_bytes(file, count=20)
     return _parse_header(raw, name)
 
 

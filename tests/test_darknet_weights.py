@@ -417,3 +417,15 @@ def test_the_2015_fixture_is_what_its_readme_recipe_writes():
     values = np.where(k % 2 == 1, k, -k) / 64
     values[12:16] = np.abs(values[12:16])  # running variances: positive
     assert header + values.astype("<f4").tobytes() == (FIXTURES / "legacy_2015.weights").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("version", "seen_dtype", "header_bytes"),
+    [((0, 2, 0), "<u8", 20), ((0, 2, 5), "<u8", 20), ((0, 1, 0), "<i4", 16)],  # pjreddie, AlexeyAB, version 0.1
+)
+def test_seen_is_8_bytes_from_version_0_2_and_4_bytes_before(version, seen_dtype, header_bytes):
+    body = _tiny_file()[20:]
+    data = np.array(version, "<i4").tobytes() + np.array([640], seen_dtype).tobytes() + body
+    model, layers = _tiny()
+    header = load_darknet_weights(model, io.BytesIO(data), layers=layers)
+    assert (header.size, header.seen, header.transposed) == (header_bytes, 640, False)

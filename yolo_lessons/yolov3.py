@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from .blocks import ConvBlock
 from .darknet53 import Darknet53
 
-# The nine [yolo] anchors of yolov3.cfg, (width, height) in pixels of a 416x416 input.
+# The nine [yolo] anchors of yolov3.cfg, (width, height) in pixels of the network input, whatever
+# its size: the same nine numbers serve at 320, 416 or 608 (the decoding divides by the input size).
 COCO_ANCHORS: tuple[tuple[int, int], ...] = (
     (10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198), (373, 326),
 )

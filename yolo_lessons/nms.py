@@ -44,14 +44,15 @@ class ImageDetections:
 
     boxes: (D, 4) x1, y1, x2, y2, in the units of the boxes given to NMS.
     scores: (D,) objectness * class probability. classes: (D,) int64 class index.
-    box_index: (D,) int64, which of the image's K candidate boxes each row came from.
-    Rows are ordered by class, then by descending score (ties: lower box index first).
+    box_index: (D,) int64, which of the image's K candidate boxes each row came from
+    (``None`` for detections made by hand, e.g. to feed ``metrics``).
+    NMS orders the rows by class, then by descending score (ties: lower box index first).
     """
 
     boxes: Tensor
     scores: Tensor
     classes: Tensor
-    box_index: Tensor
+    box_index: Tensor | None = None
 
     def __len__(self) -> int:
         return self.scores.shape[0]

@@ -56,7 +56,8 @@ from torch import Tensor, nn
 
 from .anchors import kmeans_anchors, mean_best_iou, to_grid_cells
 from .data import SHAPE_CLASSES, check_image_size, collate, make_image
-from .decode import decode_yolov2
+from .decode import box_corners, decode_yolov2
+from .metrics import GroundTruth, mean_average_precision
 from .nms import VALID_THRESHOLD, postprocess
 from .region_loss import region_loss
 from .small_yolov2 import PASSTHROUGHS, STRIDE, SmallYOLOv2, small_yolov2
@@ -209,13 +210,20 @@ class ImageCache:
         return collate([self[i] for i in indices])
 
 
+def box_shapes(cache: ImageCache, count: int, grid_size: int) -> np.ndarray:
+    """(B, 2) width and height of every box of images 0 .. count - 1, in cells of a ``grid_size`` grid."""
+    return to_grid_cells(np.concatenate([cache[i][1][:, 3:5].numpy() for i in range(count)]), grid_size)
+
+
 def anchors_from_images(
     cache: ImageCache, count: int, num_anchors: int, grid_size: int, seed: int
 ) -> list[list[float]]:
     """k-means (1 - IoU) anchors from the boxes of images 0 .. count - 1, in grid cells, by area."""
-    wh = np.concatenate([cache[i][1][:, 3:5].numpy() for i in range(count)])  # (B, 2) fractions
-    anchors = kmeans_anchors(to_grid_cells(wh, grid_size), num_anchors, seed=seed)
-    return [[float(w), float(h)] for w, h in anchors]
+    return _anchor_list(box_shapes(cache, count, grid_size), num_anchors, seed)
+
+
+def _anchor_list(shapes: np.ndarray, num_anchors: int, seed: int) -> list[list[float]]:
+    return [[float(w), float(h)] for w, h in kmeans_anchors(shapes, num_anchors, seed=seed)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,8 +240,6 @@ def evaluate(
     above 0.005, per-class NMS at IoU 0.45, then AP per class over all images. The model is
     put in eval mode (BatchNorm's running statistics) and back in its former mode after.
     """
-    from .metrics import mean_average_precision
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -244,11 +250,10 @@ def evaluate(
             detections += postprocess(decode_yolov2(output, model.anchors.cpu()), thresh=VALID_THRESHOLD)
     finally:
         model.train(was_training)
-    truths = [boxes[i, : counts[i]] for i in range(len(images))]  # (M_i, 5) class, cx, cy, w, h
-    return (
-        mean_average_precision(detections, truths, method="all_point"),
-        mean_average_precision(detections, truths, method="11_point"),
-    )
+    truths = [boxes[i, : counts[i]] for i in range(len(images))]  # (M_i, 5) class, cx, cy, w, h fractions
+    ground_truths = [GroundTruth(box_corners(t[:, 1:5]), t[:, 0].long()) for t in truths]  # corners, fractions
+    result = mean_average_precision(detections, ground_truths)
+    return result.map, result.map_11_points
 
 
 def held_out_set(config: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
@@ -276,6 +281,7 @@ def save_checkpoint(path: str, state: dict) -> None:
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
     try:
+        os.chmod(temporary, 0o644)  # mkstemp makes it private (0600); a checkpoint is an ordinary file
         with os.fdopen(handle, "wb") as file:
             torch.save(state, file)
             file.flush()
@@ -412,17 +418,19 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
     cache = ImageCache(config.seed, config.image_size, keep=config.train_images > 0)
     num_classes = len(SHAPE_CLASSES)
 
-    if resumed is None:
-        anchor_images = min(ANCHOR_IMAGES, config.train_images or ANCHOR_IMAGES)
-        anchors = anchors_from_images(cache, anchor_images, config.num_anchors, grid_size, config.seed)
-    else:
-        anchors = resumed["anchors"]
+    anchor_images = min(ANCHOR_IMAGES, config.train_images or ANCHOR_IMAGES)
+    shapes = box_shapes(cache, anchor_images, grid_size)  # (B, 2) grid cells
+    anchors = _anchor_list(shapes, config.num_anchors, config.seed) if resumed is None else resumed["anchors"]
     torch.manual_seed(config.seed)  # the initial weights
     model = small_yolov2(num_classes, anchors, config.width, config.passthrough).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory(anchors=anchors, model=model)
     step = 0
     if resumed is not None:
+        if resumed["world_size"] != world_size:  # the images of a step depend on it (image_indices)
+            raise ValueError(
+                f"--resume needs as many processes as the saved run: it had {resumed['world_size']}, got {world_size}"
+            )
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         step = resumed["step"]
@@ -441,10 +449,10 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
             f"{grid_size}x{grid_size} grid, {sum(p.numel() for p in model.parameters()):,} parameters; "
             f"{world_size} process(es) x {config.batch_size} images per step, {torch.get_num_threads()} thread(s)"
         )
-        boxes_wh = np.concatenate([cache[i][1][:, 3:5].numpy() for i in range(50)])
+        fit = mean_best_iou(anchors, shapes)
         print(
-            "anchors (grid cells): " + ", ".join(f"{w:.2f}x{h:.2f}" for w, h in anchors)
-            + f"; mean best IoU on 50 training images {mean_best_iou(anchors, to_grid_cells(boxes_wh, grid_size)):.3f}"
+            "k-means anchors (w x h, grid cells): " + ", ".join(f"{w:.2f}x{h:.2f}" for w, h in anchors)
+            + f"; mean best IoU {fit:.3f} over the boxes of {anchor_images} training images"
         )
 
     def save() -> None:
@@ -456,6 +464,7 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
             "optimizer": optimizer.state_dict(),
             "step": step,
             "seen": step * world_size * config.batch_size,
+            "world_size": world_size,
             "rng": {"torch": torch.get_rng_state()},
             "config": asdict(config),
             "anchors": anchors,
@@ -488,7 +497,8 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
             output = network(images.to(device))  # (N, A*(5+C), H/16, W/16)
             result = region_loss(
                 output.float(), boxes.to(device), counts.to(device), model.anchors, num_classes,
-                seen=step * world_size * config.batch_size, prior_images=config.prior_images,
+                seen=(step + 1) * world_size * config.batch_size,  # train_network_datum adds the batch first
+                prior_images=config.prior_images,
             )
             loss = result.loss / config.batch_size  # the mean per image: see the module docstring
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,240 @@
+"""Checks behind chapter 9's checkpoint cells (reading Darknet's ``.weights`` files).
+
+* ``check_read_header(fn)``: ``fn(raw)`` reads the header at the start of the bytes ``raw``
+  and returns ``(major, minor, revision, seen, header_bytes)``, five Python ints
+  (Darknet's ``load_weights_upto``: ``seen`` is 8 bytes when major*10 + minor >= 2 and
+  neither is above 1000, else 4).
+* ``check_load_bn_conv(fn)``: ``fn(floats, offset, block)`` copies one ``[convolutional]``
+  layer with ``batch_normalize=1`` from the float32 array ``floats``, starting at float
+  ``offset``, into a ``ConvBlock`` and returns the offset after it (``load_convolutional_weights``:
+  beta, gamma, running mean, running variance, then the (out, in, kh, kw) kernel).
+
+Both run the learner's function on files the package writes or the check assembles with
+numpy, compare with ``yolo_lessons.darknet_weights`` (``read_darknet_header``,
+``save_darknet_weights``), and only then try the known wrong readings to name a mistake.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..blocks import ConvBlock
+from ..darknet_weights import FLOAT, INT32, UINT64, WeightedLayer, read_darknet_header, save_darknet_weights
+from .common import CheckpointError, call, checkpoint, expect, integer_problem, randomize
+
+# --- Exercise 1: the header ----------------------------------------------------------------
+
+# (what the file is, (major, minor, revision) or the 2015 float triple, seen). Each seen is
+# chosen so that a wrong width shows: above 2**32 where 8 bytes are read, so a 4-byte read loses
+# the high half; where 4 bytes are read, the float that follows lands in an 8-byte read's high half.
+_HEADER_CASES = (
+    ("a current file (0, 2, 0), as pjreddie's Darknet writes", (0, 2, 0), 32_000_000 + 5 * 2**32),
+    ("an AlexeyAB file (0, 2, 5)", (0, 2, 5), 2**33 + 6_400),
+    ("a version 1.0 header", (1, 0, 0), 2**40 + 1),
+    ("a version 0.1 file (major*10 + minor = 1 < 2)", (0, 1, 0), 1_234_567),
+    ("a 2015 file (learning rate 0.001, momentum 0.9, decay 0.0005)", (0.001, 0.9, 0.0005), 64_000),
+)
+
+
+def _header_bytes(version: tuple, seen: int) -> bytes:
+    """A header followed by three floats of body, assembled with numpy (not by the package)."""
+    legacy = isinstance(version[0], float)
+    first = np.array(version, dtype=FLOAT if legacy else INT32)
+    wide = not legacy and version[0] * 10 + version[1] >= 2
+    seen_array = np.array([seen], dtype=UINT64 if wide else INT32)
+    body = np.array([0.5, -1.25, 3.0], dtype=FLOAT)
+    return first.tobytes() + seen_array.tobytes() + body.tobytes()
+
+
+def _reference_header(raw: bytes) -> tuple[int, int, int, int, int]:
+    header = read_darknet_header(io.BytesIO(raw))
+    return header.major, header.minor, header.revision, header.seen, header.size
+
+
+def _header_mistake(raw: bytes, expected: tuple, got: tuple, what: str) -> str | None:
+    """Name the known mistake that explains ``got``, when one certainly does."""
+    major, minor, revision, seen, size = expected
+    big = np.frombuffer(raw[:12], dtype=">i4").tolist()
+    if list(got[:3]) == big and big != [major, minor, revision]:
+        return f"{what}: the version was read big-endian; Darknet writes little-endian int32 ('<i4', numpy's default)"
+    if tuple(got[:3]) != (major, minor, revision):
+        return None
+    legacy = major > 1000 or minor > 1000
+    if size == 20 and got[4] == 16 and got[3] == seen % 2**32:
+        return (
+            f"{what}: seen was read as 4 bytes; it is 8 bytes (uint64) when major*10 + minor >= 2 "
+            f"({major}*10 + {minor} = {major * 10 + minor}) and neither is above 1000"
+        )
+    if size == 16 and got[4] == 20 and got[3] == int(np.frombuffer(raw[12:20], dtype=UINT64)[0]):
+        if legacy:
+            return (
+                f"{what}: seen was read as 8 bytes; in a 2015 file major or minor is above 1000 (they are "
+                "floats read as int32), and then seen is a 4-byte int32"
+            )
+        return f"{what}: seen was read as 8 bytes; with major*10 + minor = {major * 10 + minor} < 2 it is 4 bytes"
+    return None
+
+
+@checkpoint
+def check_read_header(fn: Callable) -> None:
+    """Check ``fn(raw: bytes) -> (major, minor, revision, seen, header_bytes)`` on five headers."""
+    for what, version, seen in _HEADER_CASES:
+        raw = _header_bytes(version, seen)
+        expected = _reference_header(raw)
+        got = call(fn, raw)
+        expect(
+            isinstance(got, (tuple, list)) and len(got) == 5,
+            f"{what}: expected a tuple of five ints (major, minor, revision, seen, header_bytes), got {got!r}",
+        )
+        got = tuple(got)
+        values_match = all(
+            not isinstance(g, bool) and isinstance(g, (int, np.integer)) and int(g) == e
+            for g, e in zip(got, expected, strict=True)
+        )
+        if not values_match:
+            comparable = all(isinstance(g, (int, np.integer)) for g in got)
+            mistake = _header_mistake(raw, expected, tuple(int(g) for g in got), what) if comparable else None
+            raise CheckpointError(mistake or f"{what}: expected {expected}, got {got!r}")
+        for name, value in zip(("major", "minor", "revision", "seen", "header_bytes"), got, strict=True):
+            problem = integer_problem(value)
+            if problem and isinstance(value, np.integer):
+                problem = f"{value!r} is a numpy {type(value).__name__}: convert it with int(...)"
+            expect(not problem, f"{what}: {name} must be a Python int; {problem}")
+    print("current headers (0, 2, 0), (0, 2, 5), (1, 0, 0): 8-byte seen, 20 bytes ... ok")
+    print("version 0.1 and 2015 headers: 4-byte seen, 16 bytes ... ok")
+    print("five plain Python ints each time ... ok")
+
+
+# --- Exercise 2: one BatchNorm conv layer ---------------------------------------------------
+
+# (in_channels, out_channels, kernel_size) of the layers in the check's files.
+_LAYER_SHAPES = (
+    ((3, 8, 3), (8, 4, 1), (4, 6, 3)),
+    ((5, 3, 3), (3, 7, 1)),
+)
+_NAMES = ("beta", "gamma", "running mean", "running variance", "kernel")
+
+
+def _targets(block: ConvBlock) -> list[torch.Tensor]:
+    """The block's tensors in file order: beta, gamma, mean, variance, kernel."""
+    return [block.bn.bias, block.bn.weight, block.bn.running_mean, block.bn.running_var, block.conv.weight]
+
+
+def _reading(
+    floats: np.ndarray, offset: int, block: ConvBlock, order: tuple[int, ...], transposed: bool
+) -> list | None:
+    """What a reader gets that takes the five arrays in file order ``order`` (indices into
+    beta, gamma, mean, var, kernel); ``transposed`` reads the kernel as (in, out, kh, kw)."""
+    shapes = [tuple(t.shape) for t in _targets(block)]
+    if offset + sum(int(np.prod(s)) for s in shapes) > floats.size:
+        return None  # this reading would run off the end of the file
+    values: list = [None] * 5
+    for index in order:
+        count = int(np.prod(shapes[index]))
+        array = floats[offset : offset + count]
+        offset += count
+        if index == 4 and transposed:
+            out_c, in_c, kh, kw = shapes[4]
+            array = array.reshape(in_c, out_c, kh, kw).transpose(1, 0, 2, 3)
+        values[index] = torch.from_numpy(np.array(array, dtype=np.float32).reshape(shapes[index]))
+    return values
+
+
+_ORDER_MISTAKES = (  # (file order as read, transposed kernel, message)
+    ((1, 0, 2, 3, 4), False, "gamma and beta are swapped: the file stores beta (bn.bias) first, then gamma "
+                             "(bn.weight)"),
+    ((0, 1, 3, 2, 4), False, "the running mean and variance are swapped: the mean comes first"),
+    ((4, 0, 1, 2, 3), False, "the kernel was read before the BatchNorm values: they come first, the kernel last"),
+    ((4, 1, 0, 2, 3), False, "the kernel was read first and gamma before beta: the order is beta, gamma, mean, "
+                             "variance, kernel"),
+    ((0, 1, 2, 3, 4), True, "the kernel is stored (out, in, kh, kw), the layout of conv.weight; it was read as "
+                            "(in, out, kh, kw)"),
+)
+
+
+def _same(got: list[torch.Tensor], expected: list[torch.Tensor] | None) -> bool:
+    if expected is None:
+        return False
+    pairs = zip(got, expected, strict=True)
+    return all(g.shape == e.shape and g.dtype == e.dtype and torch.equal(g, e) for g, e in pairs)
+
+
+def _layer_mistake(floats, offset, got_tensors, got_offset, expected_tensors, expected_offset, block) -> str | None:
+    if _same(got_tensors, expected_tensors):
+        if got_offset == expected_offset:
+            return None  # right values: any problem is the offset's type
+        count = expected_offset - offset
+        kernel = block.conv.weight.numel()
+        if got_offset == count:
+            return f"return the offset after the layer ({expected_offset}), not the number of floats read ({count})"
+        if got_offset == offset + kernel:
+            return (
+                f"the returned offset {got_offset} counts only the kernel: add the 4 x {block.bn.num_features} "
+                f"BatchNorm values (expected {expected_offset})"
+            )
+        return None
+    for order, transposed, message in _ORDER_MISTAKES:
+        if _same(got_tensors, _reading(floats, offset, block, order, transposed)):
+            return message
+    if offset and _same(got_tensors, _reading(floats, 0, block, (0, 1, 2, 3, 4), False)):
+        return f"the layer was read from float 0; start at the offset given ({offset})"
+    if offset and _same(got_tensors, _reading(floats, 4 * offset, block, (0, 1, 2, 3, 4), False)):
+        return f"the offset counts floats (4 bytes each), not bytes: the layer starts at floats[{offset}]"
+    return None
+
+
+@checkpoint
+def check_load_bn_conv(fn: Callable) -> None:
+    """Check ``fn(floats, offset, block) -> next_offset`` layer by layer on two files the package writes."""
+    generator = torch.Generator().manual_seed(0)
+    for file_number, shapes in enumerate(_LAYER_SHAPES):
+        sources = [randomize(ConvBlock(i, o, k), seed=10 * file_number + n) for n, (i, o, k) in enumerate(shapes)]
+        layers = [WeightedLayer(n, b.conv, b.bn) for n, b in enumerate(sources)]
+        buffer = io.BytesIO()
+        save_darknet_weights(torch.nn.ModuleList(sources), buffer, seen=64, layers=layers)
+        raw = buffer.getvalue()
+        header = read_darknet_header(io.BytesIO(raw))
+        floats = np.frombuffer(raw, dtype=FLOAT, offset=header.size).copy()  # (F,) float32
+        offset = 0
+        for number, (source, (i, o, k)) in enumerate(zip(sources, shapes, strict=True)):
+            what = f"file {file_number + 1}, layer {number} (conv {i}->{o} {k}x{k} with BatchNorm) at float {offset}"
+            block = ConvBlock(i, o, k)
+            with torch.no_grad():  # scramble the block so that values left in place cannot pass
+                for tensor in _targets(block):
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator) + 5)
+            expected = [t.detach().clone() for t in _targets(source)]
+            expected_offset = offset + sum(t.numel() for t in expected)
+            with torch.no_grad():
+                got_offset = call(fn, floats, offset, block)
+            got = [t.detach().clone() for t in _targets(block)]
+            problem = integer_problem(got_offset)
+            if problem and isinstance(got_offset, np.integer):
+                problem = f"{got_offset!r} is a numpy {type(got_offset).__name__}: convert it with int(...)"
+            values_ok = _same(got, expected)
+            if values_ok and not problem and got_offset == expected_offset:
+                offset = expected_offset
+                continue
+            comparable = isinstance(got_offset, (int, np.integer)) and not isinstance(got_offset, bool)
+            if comparable:
+                mistake = _layer_mistake(floats, offset, got, int(got_offset), expected, expected_offset, block)
+                if mistake:
+                    raise CheckpointError(f"{what}: {mistake}")
+            if not values_ok:
+                name, tensor = next((n, g) for n, g, e in zip(_NAMES, got, expected, strict=True)
+                                    if not (g.shape == e.shape and torch.equal(g, e)))
+                wanted = expected[_NAMES.index(name)]
+                raise CheckpointError(
+                    f"{what}: the {name} differs from the file's: expected first values "
+                    f"{[round(v, 4) for v in wanted.flatten()[:3].tolist()]}, got "
+                    f"{[round(v, 4) for v in tensor.flatten()[:3].tolist()]}"
+                )
+            expect(not problem, f"{what}: the returned offset must be a Python int; {problem}")
+            raise CheckpointError(f"{what}: expected the next offset {expected_offset}, got {got_offset!r}")
+        expect(offset == floats.size, f"file {file_number + 1}: {floats.size - offset} floats were left unread")
+    print("two files, five BatchNorm conv layers read one after another ... ok")
+    print("beta, gamma, running mean, running variance, then the (out, in, kh, kw) kernel ... ok")
+    print("each call returns the offset of the next layer, a Python int ... ok")

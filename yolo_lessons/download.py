@@ -1,0 +1,176 @@
+"""Large files fetched once: cached, with a progress bar, checked by size and MD5 before use.
+
+The book runs everywhere without the internet; only one chapter can do more with it: the
+original YOLOv3 weights (``yolov3.weights``, 248,007,048 bytes, from the author's site, with
+the MD5 sum the Darknet documentation publishes). ``find_yolov3_weights`` decides where they
+come from, in this order:
+
+1. ``YOLO_WEIGHTS=/path/to/yolov3.weights`` in the environment: that file, checked;
+2. a copy downloaded earlier into the cache folder (``YOLO_CACHE``, else
+   ``~/.cache/yolo_lessons``), checked;
+3. a download into the cache, only where downloading is allowed -- in Colab, or where
+   ``YOLO_DOWNLOAD=1`` is set -- and the server answers within a few seconds.
+
+Anywhere else (a CI runner, an offline laptop, the test suite) it downloads nothing and
+returns one deterministic sentence saying how to get the file. Downloading is opt-in outside
+Colab so that running the tests on a connected machine never fetches 248 MB.
+
+A download goes to ``<name>.part`` and is renamed only after its size and MD5 match, so a
+cut connection never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK_BYTES = 1 << 20  # read and hash 1 MiB at a time
+CONNECT_TIMEOUT = 3.0  # seconds to wait for the server before calling the internet unreachable
+WEIGHTS_VARIABLE = "YOLO_WEIGHTS"  # a path to yolov3.weights the reader already has
+DOWNLOAD_VARIABLE = "YOLO_DOWNLOAD"  # "1": allow the download outside Colab
+CACHE_VARIABLE = "YOLO_CACHE"  # where downloads are kept (default ~/.cache/yolo_lessons)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file on the web with the size (bytes) and MD5 (hex) it must have."""
+
+    url: str
+    name: str
+    size: int
+    md5: str
+
+
+# pjreddie.com/darknet/yolo: "wget https://pjreddie.com/media/files/yolov3.weights". The size is
+# the header (20 bytes) + 4 x 62,001,757 floats of yolov3.cfg (tests pin it with darknet_float_count).
+YOLOV3_WEIGHTS = RemoteFile(
+    url="https://pjreddie.com/media/files/yolov3.weights",
+    name="yolov3.weights",
+    size=248_007_048,
+    md5="c84e5b99d0e52cd466ae710cadf6d84c",
+)
+
+
+def cache_folder() -> Path:
+    """Where downloads are kept: ``$YOLO_CACHE``, else ``~/.cache/yolo_lessons``."""
+    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "yolo_lessons")
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """The MD5 of a file as 32 hex digits, read 1 MiB at a time."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_file(path: str | os.PathLike, remote: RemoteFile) -> None:
+    """Raise ``ValueError`` unless ``path`` has the size and then the MD5 of ``remote``.
+
+    The size is checked first: it is free, and catches the usual failure (a download cut
+    short, or an HTML error page saved under the file's name).
+    """
+    size = os.path.getsize(path)
+    if size != remote.size:
+        raise ValueError(
+            f"{Path(path).name} has {size:,} bytes, expected {remote.size:,} for {remote.name}: "
+            "an incomplete download or another file"
+        )
+    md5 = file_md5(path)
+    if md5 != remote.md5:
+        raise ValueError(f"{Path(path).name} has MD5 {md5}, expected {remote.md5} for {remote.name}: a damaged file")
+
+
+def internet_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> bool:
+    """True when a TCP connection to ``url``'s host opens within ``timeout`` seconds.
+
+    ``file:`` URLs are always reachable. No data is sent; DNS failures and refused or
+    timed-out connections all count as unreachable.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        return True
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def download(remote: RemoteFile, folder: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """``remote`` in ``folder`` (default ``cache_folder()``), downloaded unless a checked copy is there.
+
+    Streams into ``<name>.part`` with a tqdm progress bar, checks size and MD5, then renames
+    it; on any failure the partial file is removed and the error raised.
+    """
+    folder = Path(folder) if folder is not None else cache_folder()
+    target = folder / remote.name
+    if target.exists():
+        check_file(target, remote)
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with urllib.request.urlopen(remote.url, timeout=60) as response, open(partial, "wb") as handle:
+            bar = _progress_bar(remote, progress)
+            while chunk := response.read(CHUNK_BYTES):
+                handle.write(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+            if bar is not None:
+                bar.close()
+        check_file(partial, remote)
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return target
+
+
+def _progress_bar(remote: RemoteFile, progress: bool):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm  # a widget in Jupyter and Colab, text in a terminal
+
+    return tqdm(total=remote.size, unit="B", unit_scale=True, unit_divisor=1024, desc=remote.name)
+
+
+def download_allowed() -> bool:
+    """In Colab, or where ``YOLO_DOWNLOAD=1`` is set."""
+    return "google.colab" in sys.modules or os.environ.get(DOWNLOAD_VARIABLE) == "1"
+
+
+def how_to_get(remote: RemoteFile = YOLOV3_WEIGHTS) -> str:
+    """The one line printed where the file is missing and cannot be downloaded."""
+    return (
+        f"{remote.name} is not here and will not be downloaded: set {WEIGHTS_VARIABLE}=/path/to/{remote.name} "
+        f"(or {DOWNLOAD_VARIABLE}=1 to download {remote.size:,} bytes) or run this chapter in Colab"
+    )
+
+
+def find_yolov3_weights(remote: RemoteFile = YOLOV3_WEIGHTS, progress: bool = True) -> tuple[Path | None, str]:
+    """``(path, message)``: a checked ``yolov3.weights`` and how it was found, or ``(None, how_to_get())``.
+
+    See the module docstring for the order. A file named by ``YOLO_WEIGHTS`` that fails its
+    check raises ``ValueError`` (the reader asked for that file); so does a failed download.
+    """
+    named = os.environ.get(WEIGHTS_VARIABLE)
+    if named:
+        check_file(named, remote)
+        return Path(named), f"{remote.name} from {WEIGHTS_VARIABLE}: {remote.size:,} bytes, MD5 checked"
+    cached = cache_folder() / remote.name
+    if cached.exists():
+        check_file(cached, remote)
+        return cached, f"{remote.name} from the cache: {remote.size:,} bytes, MD5 checked"
+    if download_allowed() and internet_reachable(remote.url):
+        path = download(remote, progress=progress)
+        return path, f"{remote.name} downloaded: {remote.size:,} bytes, MD5 checked"
+    return None, how_to_get(remote)

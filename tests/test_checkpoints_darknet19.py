@@ -164,14 +164,15 @@ def pool_first_block(in_channels, out_channels, kernel_size, stride=1, max_pool=
     [
         (lambda *a, **k: conv_block(*a, **k, bias=True), "conv bias before BatchNorm"),
         (lambda *a, **k: conv_block(*a, **k, slope=0.01), "LeakyReLU slope is 0.01"),
-        (pool_first_block, "the max-pool comes after the conv"),
+        (pool_first_block, "the max-pool comes before the conv"),
         (
             lambda i, o, k, stride=1, max_pool=False: conv_block(i, o, k, stride),
-            "conv_block(3, 16, 3, max_pool=True): expected the layers ['conv', 'pool'], got ['conv']",
+            "max_pool=True adds nn.MaxPool2d(2, 2)",
         ),
         (
             lambda i, o, k, stride=1, max_pool=False: conv_block(i, o, k, 1, max_pool),
-            "conv_block(3, 16, 3, stride=2) on input (2, 3, 32, 32): expected (2, 16, 16, 16), got (2, 16, 32, 32)",
+            # stride 2 on 15x15 with padding 1: (15 + 2 - 3) // 2 + 1 = 8; stride 1 keeps 15
+            "conv_block(3, 16, 3, stride=2) on input (2, 3, 15, 15): expected (2, 16, 8, 8), got (2, 16, 15, 15)",
         ),
     ],
 )
@@ -226,3 +227,69 @@ def test_table6_layout_names_a_classifier_without_bias():
             lambda num_classes: table6_darknet(num_classes, classifier=nn.Conv2d(1024, 1000, 1, bias=False))
         )
     assert "conv 19 (the classifier) needs a bias" in str(failure.value)
+
+
+# --- behaviour, not structure: the false passes of the structural check, and right answers written differently ---
+
+
+def no_activation_block(in_channels, out_channels, kernel_size, stride=1, max_pool=False):
+    block = conv_block(in_channels, out_channels, kernel_size, stride, max_pool)
+    return nn.Sequential(*[m for m in block if not isinstance(m, nn.LeakyReLU)])
+
+
+def relu_block(in_channels, out_channels, kernel_size, stride=1, max_pool=False):
+    block = conv_block(in_channels, out_channels, kernel_size, stride, max_pool)
+    return nn.Sequential(*[nn.ReLU() if isinstance(m, nn.LeakyReLU) else m for m in block])
+
+
+def leaky_before_batchnorm_block(in_channels, out_channels, kernel_size, stride=1, max_pool=False):
+    conv, bn, act, *pool = conv_block(in_channels, out_channels, kernel_size, stride, max_pool)
+    return nn.Sequential(conv, act, bn, *pool)
+
+
+def ceil_pool_block(in_channels, out_channels, kernel_size, stride=1, max_pool=False):
+    """MaxPool2d(2, 2, ceil_mode=True): equal on even sides, one row more on odd ones."""
+    block = conv_block(in_channels, out_channels, kernel_size, stride)
+    return nn.Sequential(*block, nn.MaxPool2d(2, 2, ceil_mode=True)) if max_pool else block
+
+
+@pytest.mark.parametrize(
+    ("wrong", "named"),
+    [
+        (no_activation_block, "the activation is missing"),
+        (relu_block, "the activation is ReLU"),
+        (leaky_before_batchnorm_block, "the activation comes before BatchNorm"),
+        # 15x15 pooled 2x2 stride 2: floor gives 7, ceil_mode 8
+        (ceil_pool_block, "expected (2, 8, 7, 7), got (2, 8, 8, 8)"),
+    ],
+)
+def test_conv_block_helper_fails_wrong_behaviour(wrong, named):
+    with pytest.raises(CheckpointError) as failure:
+        check_conv_block_helper(wrong)
+    assert named in str(failure.value)
+
+
+def reordered_block(in_channels, out_channels, kernel_size, stride=1, max_pool=False):
+    """Right answer: a module whose submodules are created pool, act, bn, conv, plus a leftover."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool = nn.MaxPool2d(2, 2) if max_pool else nn.Identity()
+            self.act = nn.LeakyReLU(0.1)
+            self.bn = nn.BatchNorm2d(out_channels)
+            self.unused = nn.Linear(3, 3)
+            self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False)
+
+        def forward(self, x):
+            print("shape", tuple(x.shape))
+            return self.pool(self.act(self.bn(self.conv(x))))
+
+    return Block()
+
+
+def test_conv_block_helper_passes_a_right_answer_written_differently(capsys):
+    check_conv_block_helper(reordered_block)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if not line.startswith("| ")][2] == "conv_block(3, 16, 3) has 464 parameters ... ok"
+    assert "|   shape (2, 3, 32, 32)" in lines

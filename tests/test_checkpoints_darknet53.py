@@ -67,7 +67,7 @@ def test_residual_block_check_accepts_plain_layers_and_the_package_block(capsys)
     check_residual_block(ResidualBlock)
     report = capsys.readouterr().out
     assert "20,672 parameters" in report  # 64*32 + 2*32 (1x1 + BN) + 32*64*9 + 2*64 (3x3 + BN)
-    assert "state_dict keys match the package's: yes" in report  # the package block itself
+    assert report.count("same output as yolo_lessons.ResidualBlock with the same weights") == 2
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,7 @@ def make_stage(in_channels, channels, blocks):
 
 def test_stage_check_accepts_the_package_layout(capsys):
     check_stage(make_stage)
-    assert "(1, 64, 16, 16) -> (1, 128, 8, 8): ok" in capsys.readouterr().out
+    assert "(2, 64, 16, 16) -> (2, 128, 8, 8), 15x15 -> 8x8: ok" in capsys.readouterr().out
     # Darknet-53's second stage is exactly this layout.
     model = darknet53()
     assert [k for k in model.stages[1].state_dict()] == [k for k in make_stage(64, 128, 2).state_dict()]
@@ -212,7 +212,7 @@ def test_stage_check_names_a_missing_stride():
 
 
 def test_stage_check_reports_a_wrong_number_of_blocks():
-    with pytest.raises(CheckpointError, match=r"\(3 convs\)"):
+    with pytest.raises(CheckpointError, match=r"expected 5 convs .*, found 3"):
         check_stage(lambda i, c, b: make_stage(i, c, b - 1))
 
 
@@ -223,5 +223,95 @@ def test_stage_check_compares_outputs_after_loading_the_package_weights():
                 x = layer(x)
             return x
 
-    with pytest.raises(CheckpointError, match="different output"):
+    with pytest.raises(CheckpointError, match="differs from the reference's with the same weights"):
         check_stage(lambda i, c, b: SkipsLastBlock(*make_stage(i, c, b)))
+
+
+# --- behaviour, not creation order: right answers written differently, more wrong ones ----------
+
+
+class BackwardsCreatedBlock(nn.Module):
+    """Right answer: the 3x3 conv and its BatchNorm created first, a leftover module, a print."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bn_b = nn.BatchNorm2d(channels)
+        self.conv_b = nn.Conv2d(channels // 2, channels, 3, padding=1, bias=False)
+        self.bn_a = nn.BatchNorm2d(channels // 2)
+        self.conv_a = nn.Conv2d(channels, channels // 2, 1, bias=False)
+        self.first_try = nn.Conv2d(channels, channels, 1)  # an earlier attempt, never called
+        self.act = nn.LeakyReLU(0.1)
+
+    def forward(self, x):
+        print("input", tuple(x.shape))
+        y = self.act(self.bn_a(self.conv_a(x)))
+        return x + self.act(self.bn_b(self.conv_b(y)))
+
+
+class NoSecondActivation(RawResidualBlock):
+    def forward(self, x):
+        y = self.act(self.bn1(self.conv1(x)))
+        return x + self.bn2(self.conv2(y))
+
+
+def test_residual_block_check_copies_weights_by_role_not_creation_order(capsys):
+    check_residual_block(BackwardsCreatedBlock)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "residual block (64 channels): 20,672 parameters, a 1x1 then a 3x3 conv: ok"
+    assert "|   input (2, 64, 8, 8)" in lines  # shown on a note line, not compared
+
+
+def test_residual_block_check_names_a_missing_second_activation():
+    with pytest.raises(CheckpointError, match="the 3x3 conv's LeakyReLU is missing"):
+        check_residual_block(NoSecondActivation)
+
+
+class StageModule(nn.Module):
+    """Right answer that is not an nn.Sequential: blocks created before the downsampling conv."""
+
+    def __init__(self, in_channels, channels, blocks):
+        super().__init__()
+        self.blocks = nn.ModuleList(ResidualBlock(channels) for _ in range(blocks))
+        self.down = ConvBlock(in_channels, channels, 3, stride=2)
+
+    def forward(self, x):
+        x = self.down(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def test_stage_check_accepts_another_module_with_the_same_behaviour(capsys):
+    check_stage(StageModule)
+    out = capsys.readouterr().out
+    assert "238,592 parameters, the same output as the package's stage" in out
+    assert "| the exercise asks for an nn.Sequential" in out
+
+
+def test_stage_check_fails_padding_zero_on_odd_sides():
+    def unpadded(in_channels, channels, blocks):  # 16 -> 7 and 15 -> 7 instead of 8 and 8
+        stage = make_stage(in_channels, channels, blocks)
+        stage[0].conv.padding = (0, 0)
+        return stage
+
+    with pytest.raises(CheckpointError, match=r"expected an output of shape \(2, 128, 8, 8\), got \(2, 128, 7, 7\)"):
+        check_stage(unpadded)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "named"),
+    [
+        (lambda blocks, num_classes=1000: tuple(float(v) for v in count_darknet(blocks, num_classes)), "is a float"),
+        (lambda blocks, num_classes=1000: [True, 1], "is a bool"),
+    ],
+)
+def test_counts_check_wants_plain_ints(wrong, named):
+    with pytest.raises(CheckpointError, match=named):
+        check_darknet_counts(wrong)
+
+
+def test_reference_darknet_has_the_packages_conv_classifier_and_counts():
+    # darknet53.cfg's classifier is a 1x1 conv on the pooled map: 1024 * 1000 + 1000 parameters, like a Linear
+    net = reference_darknet((1, 2, 8, 8, 4))
+    assert isinstance(net[-2], nn.Conv2d) and net[-2].kernel_size == (1, 1)
+    assert count_weighted_layers(net) == 53

@@ -14,6 +14,7 @@ answer, or a PyTorch warning, never decides a grade.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import warnings
@@ -289,18 +290,33 @@ def difference(got, expected: Tensor, what: str) -> str:
     )
 
 
+@dataclasses.dataclass
+class Comparison:
+    """What ``compare_modules`` found: ``problem`` is '' when every output matched."""
+
+    problem: str = ""
+    expected: Tensor | None = None  # the reference's output where they first differ
+    got: object = None  # the learner's output there
+    x: tuple[Tensor, ...] | None = None  # the input there
+    mode: str = ""  # "eval" or "train"
+    used: list[nn.Module] = dataclasses.field(default_factory=list)  # learner's weighted modules, in call order
+
+    @property
+    def used_parameters(self) -> int:
+        """Parameters of the modules the learner's forward calls (a leftover module does not count)."""
+        return sum(p.numel() for m in self.used for p in m.parameters(recurse=False))
+
+
 def compare_modules(
     learner: nn.Module,
     reference: nn.Module,
     inputs: Sequence[tuple[Tensor, ...]],
-    modes: Iterable[str] = ("eval", "train"),
+    train: bool = True,
     label: str = "",
-) -> tuple[str, Tensor | None, object, tuple[Tensor, ...] | None, str]:
-    """Copy the reference's weights into ``learner`` by role and run both on every input.
-
-    Returns ``("", ...)`` when every output matches, else ``(problem, expected, got, x, mode)``
-    for the first mismatch: ``problem`` is the copy's failure or a difference message.
-    ``reference`` must be in its final state (weights set); it is left in eval mode.
+) -> Comparison:
+    """Copy the reference's weights into ``learner`` by role and run both on every input in
+    eval mode, then (``train``) on the first input in train mode, where BatchNorm uses the
+    batch's statistics. ``reference`` must hold its final weights; it is left as it came.
     """
     first = inputs[0]
     reference.eval()
@@ -313,22 +329,23 @@ def compare_modules(
     try:
         copy_weights(reference, learner, reference_order, learner_order)
     except CopyError as exc:
-        return f"the reference's weights do not fit your module{label}: {exc}", None, None, None, ""
+        return Comparison(f"the reference's weights do not fit your module{label}: {exc}", used=learner_order)
     state = {k: v.clone() for k, v in reference.state_dict().items()}
-    for mode in modes:
-        for x in inputs:
+    runs = [(x, "eval") for x in inputs] + ([(first, "train")] if train else [])
+    try:
+        for x, mode in runs:
             got = run(learner, *x, train=mode == "train")
             reference.train(mode == "train")
             with torch.no_grad():
                 expected = reference(*x)
             if not close(got, expected):
-                reference.load_state_dict(state)
-                reference.eval()
-                return difference(got, expected, f"{mode} mode, input {_shapes(x)}{label}"), expected, got, x, mode
-    reference.load_state_dict(state)  # undo the running statistics the train-mode runs moved
-    reference.eval()
-    learner.eval()
-    return "", None, None, None, ""
+                what = f"{mode} mode, input {_shapes(x)}{label}"
+                return Comparison(difference(got, expected, what), expected, got, x, mode, learner_order)
+    finally:
+        reference.load_state_dict(state)  # undo the running statistics the train-mode run moved
+        reference.eval()
+        learner.eval()
+    return Comparison(used=learner_order)
 
 
 def _shapes(x: tuple[Tensor, ...]) -> str:
@@ -406,9 +423,13 @@ def describe_conv_block_mistakes(module: nn.Module, x: Tensor) -> list[str]:
     except CheckpointError:
         unused = []
     unused_bn = [n for n in unused if n in bns]
+    # Convs that run and need a BatchNorm after them (a biased conv is a classifier, or the bias mistake).
+    bias_free = [
+        n for n, m in module.named_modules() if isinstance(m, nn.Conv2d) and m.bias is None and n not in unused
+    ]
     if not bns:
         found.append("BatchNorm is missing: every Darknet conv here is followed by BatchNorm2d")
-    elif unused_bn and len(unused_bn) == len(bns):  # a leftover beside a used one is harmless
+    elif unused_bn and len(bns) - len(unused_bn) < len(bias_free):  # a leftover beside enough used ones is harmless
         found.append(
             f"BatchNorm is built but never used in forward ({', '.join(unused_bn)}): "
             "call it between the conv and the activation"

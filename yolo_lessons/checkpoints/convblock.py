@@ -22,7 +22,6 @@ from .common import (
     close,
     compare_modules,
     count_parameters,
-    count_used_parameters,
     describe_conv_block_mistakes,
     expect,
     integer_problem,
@@ -101,16 +100,17 @@ def check_conv_block(cls: Callable[..., nn.Module]) -> None:
         reference = randomize(ConvBlock(in_c, out_c, k, stride), seed=number)
         x = torch.randn(2, in_c, side, side, generator=generator)
         case = f"ConvBlock({in_c}, {out_c}, {k}, stride={stride}) on input {tuple(x.shape)}"
-        problem, expected, got, _, mode = compare_modules(block, reference, [(x,)], label=f" of {case}")
-        if problem:
+        found = compare_modules(block, reference, [(x,)], label=f" of {case}")
+        if found.problem:
+            expected, got = found.expected, found.got
             if expected is not None and isinstance(got, torch.Tensor) and got.shape != expected.shape:
                 raise CheckpointError(
                     f"{case}: expected output {tuple(expected.shape)}, got {tuple(got.shape)} "
                     f"({_shape_hint(k, stride)})"
                 )
-            raise CheckpointError(diagnose_block(block, reference, x, problem, got, mode))
+            raise CheckpointError(diagnose_block(block, reference, x, found.problem, got, found.mode))
         expected_params = count_parameters(reference)
-        used = count_used_parameters(block, x)
+        used = found.used_parameters
         expect(
             used == expected_params,
             f"ConvBlock({in_c}, {out_c}, {k}): expected {expected_params:,} parameters "

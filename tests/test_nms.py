@@ -139,6 +139,19 @@ def test_nms_with_few_pairs_per_chunk_gives_the_same_answer(one_thread):
         assert torch.equal(nms(boxes, scores, max_pairs=7).box_index, nms(boxes, scores).box_index)
 
 
+def test_nms_on_double_boxes_equals_the_reference_too(one_thread):
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(100):
+        boxes, scores = _random_case(generator)
+        fast, slow = nms(boxes.double(), scores), nms_reference(boxes.double(), scores)
+        assert torch.equal(fast.box_index, slow.box_index) and torch.equal(fast.classes, slow.classes)
+
+
+def test_no_boxes_at_all_give_empty_detections():
+    out = nms(torch.zeros(0, 4), torch.zeros(0, 80))
+    assert len(out) == 0 and len(nms_reference(torch.zeros(0, 4), torch.zeros(0, 80))) == 0
+
+
 def test_postprocess_goes_from_decoded_predictions_to_detections_per_image():
     boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.51, 0.5, 0.2, 0.2], [0.2, 0.2, 0.1, 0.1]]])  # centre form
     objectness = torch.tensor([[0.9, 0.8, 0.1]])

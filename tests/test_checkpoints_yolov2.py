@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -256,3 +257,65 @@ def test_decode_check_accepts_torch_operations():
 def test_decode_check_names_the_mistake(decode_cell, named):
     with pytest.raises(CheckpointError, match=named):
         check_decode_cell(decode_cell)
+
+
+# --- wrong diagnoses fixed, and right answers that print or warn ---------------------------------
+
+
+def forward_without_fuse(model, x):
+    stride16, stride32 = model.backbone.feature_maps(x)
+    fine = darknet_reorg(model.passthrough(stride16), 2)
+    return model.detect(torch.cat([fine, model.extra(stride32)], dim=1))
+
+
+def forward_concat_on_height(model, x):
+    stride16, stride32 = model.backbone.feature_maps(x)
+    fine = darknet_reorg(model.passthrough(stride16), 2)
+    return model.detect(model.fuse(torch.cat([fine, model.extra(stride32)], dim=2)))
+
+
+def forward_chatty(model, x):
+    print("input", tuple(x.shape))
+    warnings.warn("a warning the learner's code raised", UserWarning, stacklevel=1)
+    return forward_reference(model, x)
+
+
+@pytest.mark.parametrize(
+    ("forward", "named"),
+    [
+        (forward_without_fuse, "model.fuse was skipped"),
+        # (1, 256, 3, 4) and (1, 1024, 3, 4) on dim 2: the channels differ, so torch.cat fails
+        (forward_concat_on_height, "torch.cat along dim=2: the maps are (N, C, H, W), so the channels are dim=1"),
+    ],
+)
+def test_forward_check_names_fuse_and_dim_mistakes_not_a_missing_reorg(forward, named):
+    with pytest.raises(CheckpointError) as failure:
+        check_yolov2_forward(forward)
+    assert named in str(failure.value)
+    assert "missing reorg" not in str(failure.value)
+
+
+def test_pixel_unshuffle_message_does_not_claim_darknets_blocks():
+    with pytest.raises(CheckpointError) as failure:
+        check_yolov2_forward(forward_pixel_unshuffle)
+    assert "used pixel_unshuffle instead of darknet_reorg" in str(failure.value)
+    assert "same 2x2 blocks" not in str(failure.value)
+
+
+def test_forward_check_passes_an_answer_that_prints_and_warns(capsys):
+    check_yolov2_forward(forward_chatty)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "forward on input (1, 3, 96, 128): output (1, 125, 3, 4), matches YOLOv2.forward: ok"
+    assert "|   input (1, 3, 96, 128)" in lines
+    assert any(line.startswith("| your code warned") and "UserWarning" in line for line in lines)
+
+
+def test_output_size_check_wants_ints_not_floats():
+    def float_grid(num_anchors, num_classes, input_size):
+        if input_size % 32:
+            raise ValueError(input_size)
+        grid = input_size / 32  # 13.0, equal to 13 but a float
+        return num_anchors * (5 + num_classes), grid, int(grid * grid * num_anchors)
+
+    with pytest.raises(CheckpointError, match="the grid: 13.0 is a float"):
+        check_output_size(float_grid)

@@ -16,10 +16,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from ..blocks import darknet_reorg, space_to_depth
 from ..yolov2 import YOLOv2, yolov2
-from .common import CheckpointError, call, expect
+from .common import CheckpointError, call, checkpoint, expect, integer_problem, learner_code
 
 # A small, non-square input keeps the check fast (grid 3 x 4) and catches swapped
 # height and width; 3 rows also make a reorg of the stride-32 map fail, as it should.
@@ -29,16 +30,28 @@ CHECK_INPUT = (1, 3, 96, 128)
 # --- Exercise 1: the forward pass ---------------------------------------------------
 
 
+_CACHE: dict[str, object] = {}
+
+
 def _reference_model() -> YOLOv2:
-    """A YOLOv2 with fixed random weights and BatchNorm statistics, in eval mode."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = yolov2()
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.bias.data.uniform_(-0.1, 0.1)
+    """A YOLOv2 with fixed random weights and BatchNorm statistics, in eval mode.
+
+    Built once (50 million parameters take a while to initialise) and reset from a saved
+    state on every call, so a learner's forward that changes the model cannot leak into
+    the next check."""
+    if "model" not in _CACHE:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = yolov2()
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.1, 0.1)
+                    m.running_var.uniform_(0.5, 1.5)
+                    m.bias.data.uniform_(-0.1, 0.1)
+        _CACHE["model"], _CACHE["state"] = model, {k: v.clone() for k, v in model.state_dict().items()}
+    model = _CACHE["model"]
+    model.load_state_dict(_CACHE["state"])
+    model.requires_grad_(True)
     return model.eval()
 
 
@@ -65,13 +78,15 @@ FORWARD_MISTAKES: tuple[tuple[dict, str], ...] = (
     ),
     (
         {"fine_op": space_to_depth},
-        "used space_to_depth instead of darknet_reorg: Darknet's [reorg] orders the "
-        "channels differently, and the fuse conv's weights expect that order",
+        "used space_to_depth instead of darknet_reorg: space_to_depth folds each 2x2 block in place, "
+        "while Darknet's [reorg] reinterprets the memory around that fold, so half of its outputs come "
+        "from other blocks and other channels (chapter 3); the fuse conv's weights expect Darknet's arrangement",
     ),
     (
         {"fine_op": lambda x, s: F.pixel_unshuffle(x, s)},
-        "used pixel_unshuffle instead of darknet_reorg: it makes the same 2x2 blocks "
-        "with another channel order than Darknet's [reorg]",
+        "used pixel_unshuffle instead of darknet_reorg: pixel_unshuffle is a plain space-to-depth (each "
+        "position keeps its own 2x2 block, channel c*4 + dy*2 + dx), while Darknet's [reorg] mixes rows "
+        "and channels (chapter 3); the fuse conv's weights expect Darknet's arrangement",
     ),
     (
         {"use_extra": False},
@@ -81,10 +96,10 @@ FORWARD_MISTAKES: tuple[tuple[dict, str], ...] = (
 
 
 def _shape_hooks(model: YOLOv2) -> tuple[dict[str, tuple[int, ...]], list]:
-    """Record the input shape of the passthrough, extra and fuse modules as they run."""
+    """Record the input shape of the passthrough, extra, fuse and detect modules as they run."""
     seen: dict[str, tuple[int, ...]] = {}
     handles = []
-    for name in ("passthrough", "extra", "fuse"):
+    for name in ("passthrough", "extra", "fuse", "detect"):
 
         def hook(module, inputs, name=name):
             seen.setdefault(name, tuple(inputs[0].shape))
@@ -93,8 +108,28 @@ def _shape_hooks(model: YOLOv2) -> tuple[dict[str, tuple[int, ...]], list]:
     return seen, handles
 
 
-def _diagnose_failure(seen: dict[str, tuple[int, ...]], grid: tuple[int, int], error: str) -> str:
-    """Name the known mistake behind a forward pass that raised, from the shapes seen."""
+class _ConcatRecorder(TorchFunctionMode):
+    """Records the shapes and ``dim`` of every torch.cat the learner's forward calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[list[tuple[int, ...]], int]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.cat, torch.concat, torch.concatenate):
+            tensors = args[0] if args else kwargs.get("tensors", ())
+            dim = args[1] if len(args) > 1 else kwargs.get("dim", kwargs.get("axis", 0))
+            try:
+                self.calls.append(([tuple(t.shape) for t in tensors], int(dim)))
+            except (TypeError, AttributeError):
+                pass
+        return func(*args, **kwargs)
+
+
+def _diagnose_failure(seen: dict[str, tuple[int, ...]], concats, grid: tuple[int, int], error: str) -> str:
+    """Name the known mistake behind a forward pass that raised, from the shapes seen; when
+    none is certain, say what failed and quote the error's first line."""
     fine_grid = (2 * grid[0], 2 * grid[1])
     if "passthrough" in seen and seen["passthrough"][2:] == grid:
         channels = seen["passthrough"][1]
@@ -113,34 +148,51 @@ def _diagnose_failure(seen: dict[str, tuple[int, ...]], grid: tuple[int, int], e
             "the feature maps are swapped: model.extra got the 26x26x512 map; it takes the "
             "13x13x1024 map (the second output of feature_maps)"
         )
+    for shapes, dim in concats:
+        if dim not in (1, -3) and len(shapes) == 2 and all(len(s) == 4 for s in shapes):
+            return (
+                f"torch.cat along dim={dim}: the maps are (N, C, H, W), so the channels are dim=1 "
+                f"(you concatenated {shapes[0]} and {shapes[1]})"
+            )
+        if dim in (1, -3) and any(len(s) == 4 and s[1] == 64 and s[2:] == fine_grid for s in shapes):
+            return (
+                "missing reorg: the passthrough output is 26x26x64 and must become 13x13x256 "
+                "with darknet_reorg(..., 2) before it can be concatenated with the 13x13 map "
+                f"(you concatenated {' and '.join(map(str, shapes))})"
+            )
     if "fuse" in seen and seen["fuse"][1] == 2048 + 1024:
         return (
             "the 1x1 passthrough conv (model.passthrough) was skipped: the fuse conv expects "
             "256 + 1024 = 1280 channels, got 2048 + 1024 = 3072"
         )
-    if "passthrough" in seen and seen["passthrough"][2:] == fine_grid and "fuse" not in seen:
+    if "fuse" not in seen and "detect" in seen and seen["detect"][1] == 256 + 1024:
         return (
-            "missing reorg: the passthrough output is 26x26x64 and must become 13x13x256 "
-            "with darknet_reorg(..., 2) before it can be concatenated with the 13x13 map"
+            "model.fuse was skipped: the 1280-channel concatenation goes through the 3x3x1024 fuse "
+            "ConvBlock before model.detect"
         )
     return f"the forward pass on input {CHECK_INPUT} failed: {error}"
 
 
+@checkpoint
 def check_yolov2_forward(forward: Callable[[YOLOv2, Tensor], Tensor]) -> None:
     """Check ``forward(model, x)`` against ``YOLOv2.forward`` on the same weights."""
     model = _reference_model()
     x = _check_input()
-    with torch.no_grad():
-        expected = model(x)
+    if "expected" not in _CACHE:
+        with torch.no_grad():
+            _CACHE["expected"] = model(x)
+    expected = _CACHE["expected"]
     grid = tuple(expected.shape[2:])
     seen, handles = _shape_hooks(model)
+    recorder = _ConcatRecorder()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), learner_code(), recorder:
             out = forward(model, x)
     except NotImplementedError as exc:
         raise CheckpointError(f"not implemented yet: {exc}") from None
-    except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(_diagnose_failure(seen, grid, str(exc).splitlines()[0])) from None
+    except Exception as exc:
+        first = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        raise CheckpointError(_diagnose_failure(seen, recorder.calls, grid, first)) from exc
     finally:
         for h in handles:
             h.remove()
@@ -148,12 +200,23 @@ def check_yolov2_forward(forward: Callable[[YOLOv2, Tensor], Tensor]) -> None:
     expect(
         out.shape == expected.shape,
         f"expected an output of shape {tuple(expected.shape)} for input {CHECK_INPUT}, got "
-        f"{tuple(out.shape)}" + (" (did you skip model.detect?)" if out.shape[1:2] == (1024,) else ""),
+        f"{tuple(out.shape)}"
+        + (
+            " (did you skip model.detect?)"
+            if out.shape[1:2] == (1024,)
+            else " (did you skip model.fuse? model.detect expects its 1024 channels)"
+            if "fuse" not in seen
+            else ""
+        ),
     )
     if not torch.allclose(out, expected, rtol=1e-4, atol=1e-5):
+        model = _reference_model()  # the learner's forward may have changed it
+        variants = _CACHE.setdefault("variants", {})
         with torch.no_grad():
-            for switches, mistake in FORWARD_MISTAKES:
-                if torch.allclose(out, _forward(model, x, **switches), rtol=1e-4, atol=1e-5):
+            for number, (switches, mistake) in enumerate(FORWARD_MISTAKES):
+                if number not in variants:  # the same weights and input every time: compute once
+                    variants[number] = _forward(model, x, **switches)
+                if torch.allclose(out, variants[number], rtol=1e-4, atol=1e-5):
                     raise CheckpointError(mistake)
         worst = (out - expected).abs().max().item()
         raise CheckpointError(
@@ -202,14 +265,19 @@ def _size_mistakes(a: int, c: int, size: int) -> list[tuple[tuple[int, int, int]
     ]
 
 
+@checkpoint
 def check_output_size(output_size: Callable[[int, int, int], tuple[int, int, int]]) -> None:
     """Check ``output_size(num_anchors, num_classes, input_size) -> (channels, grid, boxes)``."""
     for (a, c, size), expected in SIZE_CASES:
         got = call(output_size, a, c, size)
-        try:
-            got = tuple(int(v) for v in got)
-        except (TypeError, ValueError):
-            raise CheckpointError(f"expected a tuple (channels, grid, boxes), got {got!r}") from None
+        expect(
+            isinstance(got, (tuple, list)) and len(got) == 3,
+            f"expected a tuple (channels, grid, boxes), got {got!r}",
+        )
+        for what, value in zip(("channels", "grid", "boxes"), got, strict=True):
+            problem = integer_problem(value)
+            expect(not problem, f"anchors={a}, classes={c}, input {size}: the {what}: {problem}")
+        got = tuple(got)
         if got != expected:
             for wrong, mistake in _size_mistakes(a, c, size):
                 if got == wrong:
@@ -218,7 +286,8 @@ def check_output_size(output_size: Callable[[int, int, int], tuple[int, int, int
                 f"for anchors={a}, classes={c}, input {size}: expected (channels, grid, boxes) = {expected}, got {got}"
             )
     try:
-        got = output_size(5, 20, 400)
+        with learner_code():
+            got = output_size(5, 20, 400)
     except ValueError:
         pass
     else:
@@ -273,6 +342,7 @@ def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return all(math.isclose(u, v, rel_tol=1e-5, abs_tol=1e-6) for u, v in zip(a, b, strict=True))
 
 
+@checkpoint
 def check_decode_cell(decode_cell: Callable) -> None:
     """Check ``decode_cell(t, column, row, anchor, grid) -> (bx, by, bw, bh)``."""
     for values, col, row, a, grid in DECODE_CASES:

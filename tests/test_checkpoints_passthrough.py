@@ -195,3 +195,22 @@ def test_an_unknown_mistake_reports_the_first_wrong_output():
 def test_a_non_tuple_answer_is_reported():
     with pytest.raises(CheckpointError, match="expected a \\(channel, row, col\\) tuple"):
         check_darknet_reorg_source(lambda c, y, x, C, H, W: 0)
+
+
+def test_reorg_source_check_wants_ints_not_equal_floats():
+    def float_source(c, y, x, C, H, W):
+        return tuple(float(v) for v in reference_reorg_source(c, y, x, C, H, W))
+
+    with pytest.raises(CheckpointError, match=r"output \(c, y, x\) = \(0, 0, 0\) .*: 0.0 is a float"):
+        check_darknet_reorg_source(float_source)
+
+
+def test_space_to_depth_check_passes_an_answer_that_prints(capsys):
+    def chatty(x, stride=2):
+        print("folding", tuple(x.shape))
+        return reference_space_to_depth(x, stride)
+
+    check_space_to_depth(chatty)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if not line.startswith("| ")][-1] == "ok"
+    assert "|   folding (1, 1, 4, 4)" in lines

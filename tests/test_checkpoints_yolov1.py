@@ -154,3 +154,8 @@ def test_freezing_only_conv_weights_is_named():
 
 def test_freezing_the_whole_model_is_named():
     fails_with(check_freeze_backbone, lambda model: model.requires_grad_(False), "head was frozen too")
+
+
+def test_output_length_check_wants_an_int_not_an_equal_float():
+    with pytest.raises(CheckpointError, match="1470.0 is a float"):
+        check_output_length(lambda S, B, C, class_per_box: float(yolov1_output_length(S, B, C, class_per_box)))

@@ -96,12 +96,12 @@ def test_reference_stride16_path_passes(capsys):
     check_stride16_path(Stride16Path)
     out = capsys.readouterr().out
     # 4,264,703 = lateral16 + neck16 + detect16 of yolov3() (its model_summary, depth 1)
-    assert "4,264,703 for 80 classes" in out and "loaded by name" in out
+    assert "4,264,703 for 80 classes" in out and "loaded by role" in out
 
 
 def test_stride16_path_with_other_names_is_loaded_by_position(capsys):
     check_stride16_path(RenamedPath)
-    assert "loaded by position" in capsys.readouterr().out
+    assert "loaded by role" in capsys.readouterr().out
 
 
 def test_backbone_map_first_is_named_as_wrong_concatenation_order():
@@ -238,3 +238,35 @@ def test_decode_stub_says_not_implemented_yet():
 
     with pytest.raises(CheckpointError, match="not implemented yet"):
         check_decode_one(stub)
+
+
+# --- weights by role, not by creation order or names; prints shown, not compared ----------------
+
+
+class ReorderedPath(nn.Module):
+    """Right answer: the head created first, other names, a leftover module, a print."""
+
+    def __init__(self, num_classes: int = 80):
+        super().__init__()
+        self.head = detector(256, 3 * (5 + num_classes))
+        self.old_idea = nn.Conv2d(512, 512, 3)
+        self.neck = conv_set(256 + 512, 256)
+        self.squeeze = ConvBlock(512, 256, 1)
+
+    def forward(self, p32, stride16):
+        print("p32", tuple(p32.shape))
+        up = F.interpolate(self.squeeze(p32), scale_factor=2)
+        p16 = self.neck(torch.cat([up, stride16], 1))
+        return p16, self.head(p16)
+
+
+def test_stride16_path_created_in_another_order_with_a_leftover_passes(capsys):
+    check_stride16_path(ReorderedPath)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "p16 (1, 256, 8, 8) and output16 (1, 255, 8, 8) equal the package's (weights loaded by role): ok"
+    assert "|   p32 (1, 512, 4, 4)" in lines
+
+
+def test_box_count_check_wants_an_int():
+    with pytest.raises(CheckpointError, match="is a float"):
+        check_count_candidate_boxes(lambda size, anchors=3: float(count_boxes(size, anchors)))

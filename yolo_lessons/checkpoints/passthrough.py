@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..blocks import darknet_reorg, space_to_depth
-from .common import CheckpointError, call, expect
+from .common import CheckpointError, call, checkpoint, expect, integer_problem
 
 # (N, C, H, W, stride): a single-channel picture, odd channel counts, a non-square map,
 # the YOLOv2 passthrough (26 x 26 x 64 at a 416 input) and a stride-3 fold.
@@ -116,6 +116,7 @@ def diagnose_space_to_depth(got: Tensor, expected: Tensor, shape, stride: int) -
     return "each output value comes from its own block, but not from the expected channel and offset"
 
 
+@checkpoint
 def check_space_to_depth(function: Callable[..., Tensor]) -> None:
     """Check ``function(x, stride)`` against ``yolo_lessons.space_to_depth`` on several shapes."""
     for n, c, h, w, stride in SPACE_TO_DEPTH_CASES:
@@ -137,6 +138,7 @@ def check_space_to_depth(function: Callable[..., Tensor]) -> None:
     print("ok")
 
 
+@checkpoint
 def check_unshuffle_permutation(function: Callable[..., Sequence[int] | Tensor]) -> None:
     """Check ``function(channels, stride)``: a ``perm`` with pixel_unshuffle(x)[:, perm] == space_to_depth(x)."""
     for c, stride in PERMUTATION_CASES:
@@ -191,6 +193,7 @@ def reorg_sources_with_inner_order(c: int, h: int, w: int, stride: int, order: s
     return torch.stack([flat // (h * w), flat // w % h, flat % w])
 
 
+@checkpoint
 def check_darknet_reorg_source(function: Callable[..., tuple[int, int, int]]) -> None:
     """Check ``function(c, y, x, C, H, W)`` names the input (channel, row, col) behind output (c, y, x)."""
     for c, h, w in REORG_SOURCE_CASES:
@@ -204,7 +207,13 @@ def check_darknet_reorg_source(function: Callable[..., tuple[int, int, int]]) ->
                         isinstance(answer, (tuple, list)) and len(answer) == 3,
                         f"expected a (channel, row, col) tuple, got {answer!r}",
                     )
-                    answers.append([int(v) for v in answer])
+                    if not all(type(v) is int for v in answer):  # noqa: E721 (exactly int: no bool, float, tensor)
+                        bad = next(v for v in answer if type(v) is not int)  # noqa: E721
+                        raise CheckpointError(
+                            f"output (c, y, x) = {(k, y, x)} of input (C, H, W) = {(c, h, w)}: "
+                            f"{integer_problem(bad) or f'{bad!r} is not an int'}"
+                        )
+                    answers.append(list(answer))
         got = torch.tensor(answers).T.reshape(expected.shape)
         if not torch.equal(got, expected):
             known = {

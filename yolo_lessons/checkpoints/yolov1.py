@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..counting import count_parameters
 from ..decode import darknet_to_cell_major
 from ..yolov1 import yolov1_output_length, yolov1_resnet50
-from .common import CheckpointError, call, expect
+from .common import CheckpointError, call, checkpoint, expect, integer_problem
 
 # (S, B, C, class_per_box): the paper's network, its per-box variant, the ResNet version's 9x9 grid,
 # and two shapes where no two formulas agree by accident.
@@ -33,11 +33,14 @@ def _length_mistake(s: int, b: int, c: int, per_box: bool, got: int) -> str | No
     return None
 
 
+@checkpoint
 def check_output_length(fn: Callable[..., int]) -> None:
     """``fn(grid_size, num_boxes, num_classes, class_per_box)`` must give YOLOv1's output length."""
     for s, b, c, per_box in _LENGTH_CASES:
         got = call(fn, s, b, c, per_box)
         expected = yolov1_output_length(s, b, c, per_box)
+        if got == expected and integer_problem(got):
+            raise CheckpointError(f"S={s}, B={b}, C={c}, class_per_box={per_box}: {integer_problem(got)}")
         if got != expected:
             known = _length_mistake(s, b, c, per_box, got)
             case = f"S={s}, B={b}, C={c}, class_per_box={per_box}"
@@ -75,6 +78,7 @@ def _wrong_layouts(x: Tensor, s: int, b: int, c: int) -> dict[str, Tensor]:
     }
 
 
+@checkpoint
 def check_darknet_to_cell_major(fn: Callable[..., Tensor]) -> None:
     """``fn(output, S, B, C)`` must reorder (N, L) Darknet-layout vectors into cell-major (N, L)."""
     s, b, c = 3, 2, 4
@@ -102,6 +106,7 @@ def check_darknet_to_cell_major(fn: Callable[..., Tensor]) -> None:
     print(f"S={s}, B={b}, C={c}, batch {x.shape[0]}: every value in its cell-major place ok")
 
 
+@checkpoint
 def check_freeze_backbone(fn: Callable[[nn.Module], object]) -> None:
     """``fn(model)`` must freeze ``model.backbone`` of a ``yolov1_resnet50(freeze_backbone=False)``."""
     model = yolov1_resnet50(freeze_backbone=False)

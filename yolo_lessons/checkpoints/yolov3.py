@@ -18,7 +18,19 @@ from torch import Tensor, nn
 from ..blocks import ConvBlock
 from ..decode import decode_yolov3
 from ..yolov3 import STRIDES, conv_set, detector
-from .common import CheckpointError, build, call, count_parameters, expect
+from .common import (
+    CheckpointError,
+    CopyError,
+    build,
+    call,
+    call_order,
+    checkpoint,
+    copy_weights,
+    count_parameters,
+    expect,
+    integer_problem,
+    learner_code,
+)
 
 PATH_NAMES = ("lateral16", "neck16", "detect16")
 
@@ -94,34 +106,29 @@ KNOWN_PATH_MISTAKES = (
 )
 
 
-def _load_into(learner: nn.Module, reference: nn.Module) -> str:
-    """Copy the reference weights into the learner's module, by name when the names
-    match, else by position when the shapes line up. Returns how it was done."""
-    ours, theirs = reference.state_dict(), learner.state_dict()
-    if list(ours) == list(theirs) and all(ours[k].shape == theirs[k].shape for k in ours):
-        learner.load_state_dict(ours)
-        return "by name"
-    our_shapes = [tuple(t.shape) for t in ours.values()]
-    their_shapes = [tuple(t.shape) for t in theirs.values()]
-    if our_shapes == their_shapes:
-        learner.load_state_dict(dict(zip(theirs, ours.values(), strict=True)))
-        return "by position"
-    first = next(
-        (i for i, (a, b) in enumerate(zip(our_shapes, their_shapes, strict=False)) if a != b),
-        min(len(ours), len(theirs)),
-    )
-    expected = f"{list(ours)[first]} {our_shapes[first]}" if first < len(ours) else "nothing more"
-    came = f"{list(theirs)[first]} {their_shapes[first]}" if first < len(theirs) else "nothing more"
-    raise CheckpointError(
-        "the weights do not line up with lateral16, neck16, detect16 (define them in that order): "
-        f"entry {first} of the state_dict should be {expected}, got {came}"
-    )
+def _load_into(learner: nn.Module, reference: nn.Module, p32: Tensor, stride16: Tensor) -> str:
+    """Copy the reference weights into the learner's module by role: which conv or BatchNorm
+    it is, in the order the forward passes call them (names and creation order do not matter;
+    a module that is never called is left alone). Returns how it was done."""
+    with torch.no_grad():
+        reference_order = call_order(reference, lambda: _path_forward(reference, p32, stride16))
+    try:
+        learner_order = call_order(learner, lambda: _run_path(learner, p32, stride16))
+    except CheckpointError:
+        learner_order = []
+    try:
+        copy_weights(reference, learner, reference_order, learner_order)
+    except CopyError as exc:
+        raise CheckpointError(
+            f"the weights of lateral16, neck16 and detect16 do not fit your module: {exc}"
+        ) from None
+    return "by role"
 
 
 def _run_path(module: nn.Module, p32: Tensor, stride16: Tensor):
     module.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), learner_code():
             return module(p32, stride16)
     except NotImplementedError as exc:
         raise CheckpointError(f"not implemented yet: {exc}") from None
@@ -138,6 +145,18 @@ def _run_path(module: nn.Module, p32: Tensor, stride16: Tensor):
         ) from None
 
 
+def _used_parameters(module: nn.Module) -> int:
+    """Parameters of the submodules the forward pass calls (all of them if it fails): a
+    leftover module that is never called does not count."""
+    generator = torch.Generator().manual_seed(16)
+    p32, stride16 = torch.randn(1, 512, 2, 2, generator=generator), torch.randn(1, 512, 4, 4, generator=generator)
+    try:
+        used = call_order(module, lambda: _run_path(module, p32, stride16))
+    except CheckpointError:
+        return count_parameters(module)
+    return sum(p.numel() for m in used for p in m.parameters(recurse=False))
+
+
 def _as_pair(result) -> tuple[Tensor, Tensor]:
     expect(
         isinstance(result, (tuple, list)) and len(result) == 2 and all(isinstance(t, Tensor) for t in result),
@@ -146,6 +165,7 @@ def _as_pair(result) -> tuple[Tensor, Tensor]:
     return result[0], result[1]
 
 
+@checkpoint
 def check_stride16_path(path_class: Callable[..., nn.Module]) -> None:
     """Check a module ``path_class(num_classes)`` whose ``forward(p32, stride16)`` returns
     ``(p16, output16)``: the neck output that feeds the stride-8 path and the head output."""
@@ -158,7 +178,7 @@ def check_stride16_path(path_class: Callable[..., nn.Module]) -> None:
             f"learned upsampling ({', '.join(transposed)} is a ConvTranspose2d): YOLOv3's [upsample] "
             "has no weights, it repeats each value 2x2 (F.interpolate, mode='nearest')",
         )
-        expected, got = count_parameters(reference), count_parameters(module)
+        expected, got = count_parameters(reference), _used_parameters(module)
         expect(
             not (classes == 20 and got == count_parameters(_reference_path(80))),
             "with num_classes=20 the module still has the 80-class parameter count: the detector's "
@@ -179,10 +199,10 @@ def check_stride16_path(path_class: Callable[..., nn.Module]) -> None:
     _randomise(reference, seed=6)
     reference.eval()
     module = build(path_class, 80)
-    how = _load_into(module, reference)
     generator = torch.Generator().manual_seed(16)
     p32 = torch.randn(1, 512, 4, 4, generator=generator)  # the neck32 output (13x13 at 416)
     stride16 = torch.randn(1, 512, 8, 8, generator=generator)  # the backbone's stride-16 map
+    how = _load_into(module, reference, p32, stride16)
     p16, out16 = _as_pair(_run_path(module, p32, stride16))
     with torch.no_grad():
         want_p16, want_out16 = _path_forward(reference, p32, stride16)
@@ -221,12 +241,14 @@ def expected_box_count(input_size: int, anchors_per_scale: int = 3) -> int:
     return decode_yolov3(outputs, anchors, masks, input_size).boxes.shape[1]
 
 
+@checkpoint
 def check_count_candidate_boxes(count: Callable[[int, int], int]) -> None:
     """Check ``count(input_size, anchors_per_scale)`` against the boxes decode_yolov3 returns."""
     for size, anchors in BOX_COUNT_CASES:
         got = call(count, size, anchors)
         expected = expected_box_count(size, anchors)
         if got == expected:
+            expect(not integer_problem(got), f"input_size={size}, anchors_per_scale={anchors}: {integer_problem(got)}")
             continue
         cells = sum((size // s) ** 2 for s in STRIDES)
         known = (
@@ -318,6 +340,7 @@ def _close(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> bool:
     return all(x.shape == y.shape and torch.allclose(x, y, atol=1e-5) for x, y in zip(a, b, strict=True))
 
 
+@checkpoint
 def check_decode_one(decode: Callable) -> None:
     """Check ``decode(prediction, column, row, anchor, grid_size, input_size)`` returning
     ``(box, objectness, class_probs)``: box (4,) = centre x, centre y, width, height as

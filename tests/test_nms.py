@@ -9,6 +9,7 @@ from yolo_lessons.nms import (
     box_iou,
     darknet_scores,
     nms,
+    nms_batch,
     nms_reference,
     postprocess,
 )
@@ -145,6 +146,19 @@ def test_nms_on_double_boxes_equals_the_reference_too(one_thread):
         boxes, scores = _random_case(generator)
         fast, slow = nms(boxes.double(), scores), nms_reference(boxes.double(), scores)
         assert torch.equal(fast.box_index, slow.box_index) and torch.equal(fast.classes, slow.classes)
+
+
+def test_nms_batch_equals_nms_image_by_image(one_thread):
+    generator = torch.Generator().manual_seed(3)
+    cases = [_random_case(generator) for _ in range(6)]
+    k, c = max(b.shape[0] for b, _ in cases), max(s.shape[1] for _, s in cases)
+    boxes, scores = torch.zeros(len(cases), k, 4), torch.zeros(len(cases), k, c)  # padded with non-candidates
+    for i, (b, s) in enumerate(cases):
+        boxes[i, : b.shape[0]], scores[i, : s.shape[0], : s.shape[1]] = b, s
+    singles = [nms(boxes[i], scores[i]) for i in range(len(cases))]
+    for batch, single in zip(nms_batch(boxes, scores), singles, strict=True):
+        assert torch.equal(batch.box_index, single.box_index) and torch.equal(batch.classes, single.classes)
+        assert torch.equal(batch.boxes, single.boxes) and torch.equal(batch.scores, single.scores)
 
 
 def test_no_boxes_at_all_give_empty_detections():

@@ -186,7 +186,7 @@ def greedy_keep(num_boxes: int, higher: Tensor, lower: Tensor) -> Tensor:
     keep = torch.ones(num_boxes, dtype=torch.bool, device=higher.device)
     while True:
         suppressed = torch.zeros_like(keep)
-        suppressed[lower[keep[higher]]] = True  # suppressed by a box that is (still) kept
+        suppressed[lower[keep.index_select(0, higher)]] = True  # suppressed by a box that is (still) kept
         if torch.equal(~suppressed, keep):
             return keep
         keep = ~suppressed
@@ -207,6 +207,7 @@ def _suppressions(boxes: Tensor, classes: Tensor, iou_threshold: float, max_pair
     # Pair number pairs_before[i] + k joins candidate i with candidate i + 1 + k, so
     # lower = pair number + (i + 1 - pairs_before[i]).
     shift = position + 1 - pairs_before
+    columns = boxes.T.contiguous()  # (4, P): gathering and computing along contiguous rows is faster
     higher_parts, lower_parts = [], []
     start = 0
     while start < p:  # candidates start..end-1 and their pairs, about max_pairs at a time
@@ -217,9 +218,11 @@ def _suppressions(boxes: Tensor, classes: Tensor, iou_threshold: float, max_pair
         higher = torch.repeat_interleave(position[start:end], counts, output_size=num_pairs)  # (pairs,)
         pair_number = torch.arange(num_pairs, device=classes.device) + pairs_before[start]
         lower = pair_number + torch.repeat_interleave(shift[start:end], counts, output_size=num_pairs)
-        overlapping = _overlap_above(boxes[higher], boxes[lower], iou_threshold).nonzero()[:, 0]
-        higher_parts.append(higher[overlapping])
-        lower_parts.append(lower[overlapping])
+        boxes_higher = columns.index_select(1, higher).T  # (pairs, 4) view
+        boxes_lower = columns.index_select(1, lower).T
+        overlapping = _overlap_above(boxes_higher, boxes_lower, iou_threshold).nonzero()[:, 0]
+        higher_parts.append(higher.index_select(0, overlapping))
+        lower_parts.append(lower.index_select(0, overlapping))
         start = end
     if not higher_parts:
         empty = torch.zeros(0, dtype=torch.int64, device=classes.device)
@@ -228,7 +231,7 @@ def _suppressions(boxes: Tensor, classes: Tensor, iou_threshold: float, max_pair
 
 
 def nms(
-    boxes: Tensor, scores: Tensor, iou_threshold: float = NMS_THRESHOLD, max_pairs: int = 2**22
+    boxes: Tensor, scores: Tensor, iou_threshold: float = NMS_THRESHOLD, max_pairs: int = 2**18
 ) -> ImageDetections:
     """Greedy per-class NMS of one image (Darknet's ``do_nms_sort``), with tensor operations.
 
@@ -238,26 +241,50 @@ def nms(
     the IoU of every same-class pair is computed in one go (deciding "IoU > threshold" as
     the reference's double-precision Python floats do), and ``greedy_keep`` settles the
     suppressions for all classes together. ``max_pairs`` bounds how many pairs are held in
-    memory at a time.
+    memory at a time. ``nms_batch`` does the same for a batch of images in one go.
     """
     _check_nms_inputs(boxes, scores)
-    rows = (scores.amax(dim=1) > 0).nonzero()[:, 0]  # boxes with at least one candidate class
-    row_scores = scores[rows]  # (rows, C)
-    row, classes = (row_scores > 0).nonzero(as_tuple=True)  # candidates, in (box, class) order
-    box_index, candidate_scores = rows[row], row_scores[row, classes]
-    # Rank: by score descending, then (stable) by class; ties stay in box-index order.
-    order = torch.sort(candidate_scores, descending=True, stable=True).indices
-    order = order[torch.sort(classes[order], stable=True).indices]
-    box_index, classes, candidate_scores = box_index[order], classes[order], candidate_scores[order]
+    return nms_batch(boxes[None], scores[None], iou_threshold, max_pairs)[0]
 
-    higher, lower = _suppressions(boxes[box_index], classes, iou_threshold, max_pairs)
-    keep = greedy_keep(box_index.shape[0], higher, lower)
-    return ImageDetections(
-        boxes=boxes[box_index[keep]],
-        scores=candidate_scores[keep],
-        classes=classes[keep],
-        box_index=box_index[keep],
-    )
+
+def nms_batch(
+    boxes: Tensor, scores: Tensor, iou_threshold: float = NMS_THRESHOLD, max_pairs: int = 2**18
+) -> list[ImageDetections]:
+    """``nms`` of each image of a batch: ``boxes`` (N, K, 4) corners, ``scores`` (N, K, C).
+
+    Each (image, class) is its own group, so one pass serves the whole batch; the answer
+    equals ``[nms(boxes[i], scores[i]) for i in range(N)]``.
+    """
+    if boxes.dim() != 3 or scores.dim() != 3:
+        raise ValueError(
+            f"expected boxes (N, K, 4) and scores (N, K, C), got {tuple(boxes.shape)} and {tuple(scores.shape)}"
+        )
+    num_images, _, num_classes = scores.shape
+    for i in range(num_images):
+        _check_nms_inputs(boxes[i], scores[i])
+    image, box_index, classes = (scores > 0).nonzero(as_tuple=True)  # candidates, in (image, box, class) order
+    candidate_scores = scores[image, box_index, classes]
+    group = image * num_classes + classes  # one group per (image, class)
+    # Rank: by score descending, then (stable) by group; ties stay in box-index order.
+    order = torch.sort(candidate_scores, descending=True, stable=True).indices
+    order = order[torch.sort(group[order], stable=True).indices]
+    image, box_index, classes, group = image[order], box_index[order], classes[order], group[order]
+    candidate_scores = candidate_scores[order]
+
+    higher, lower = _suppressions(boxes[image, box_index], group, iou_threshold, max_pairs)
+    keep = greedy_keep(group.shape[0], higher, lower)
+    image, box_index, classes, candidate_scores = image[keep], box_index[keep], classes[keep], candidate_scores[keep]
+    per_image = torch.bincount(image, minlength=num_images).tolist()  # rows are in image order
+    return [
+        ImageDetections(boxes=boxes[i, b], scores=s, classes=c, box_index=b)
+        for i, b, s, c in zip(
+            range(num_images),
+            box_index.split(per_image),
+            candidate_scores.split(per_image),
+            classes.split(per_image),
+            strict=True,
+        )
+    ]
 
 
 def postprocess(
@@ -266,10 +293,10 @@ def postprocess(
     """Decoded predictions (``decode_yolov2`` / ``decode_yolov3``) to final detections, per image.
 
     Darknet's order of work: scores with the threshold (``darknet_scores``), then per-class
-    NMS (``nms``). Boxes come back as corners x1, y1, x2, y2 in fractions of the network
+    NMS (``nms_batch``). Boxes come back as corners x1, y1, x2, y2 in fractions of the network
     input; ``letterbox.boxes_to_image`` maps them to the original image's pixels.
     Use ``thresh=VALID_THRESHOLD`` (0.005) for mAP, as ``detector valid`` does.
     """
     scores = darknet_scores(detections.objectness, detections.class_probs, thresh)  # (N, K, C)
     corners = box_corners(detections.boxes)  # (N, K, 4) fractions of the network input
-    return [nms(corners[i], scores[i], iou_threshold) for i in range(corners.shape[0])]
+    return nms_batch(corners, scores, iou_threshold)

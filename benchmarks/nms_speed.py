@@ -1,16 +1,18 @@
 """How much faster is the tensor NMS than the plain loop it must equal?
 
-    python benchmarks/nms_speed.py [--images 5] [--seed 0]
+    python benchmarks/nms_speed.py [--images 5] [--seed 0] [--repeats 3]
 
 Builds YOLOv3-sized predictions (416x416 input: 3 * (13*13 + 26*26 + 52*52) = 10,647 boxes,
 80 classes) whose scores look like a trained detector's: the boxes decode from random head
 outputs through ``decode_yolov3``, most objectness values are tiny, and a few objects each
 light up a cluster of jittered boxes with a high objectness and a high probability for their
-class (and some for other classes). For Darknet's two thresholds (0.005 as ``detector valid``
-uses for mAP, 0.25 as the demo uses) it prints the number of (box, class) candidates, the
-median time of ``nms`` and of ``nms_reference`` on the same images in the same run, and
-their ratio, after checking that both give identical detections. A benchmark, not a test:
-the times depend on the machine and on what else it is doing; the ratio is the figure to read.
+class (and some for other classes). For two thresholds (0.005, what ``detector valid`` uses
+for mAP, and 0.25, a usual one for showing detections) it checks that ``nms`` and
+``nms_reference`` give identical detections, then prints the number of (box, class)
+candidates, the time of each (the fastest of several runs taken in turns on each image, the
+median over images; one thread) and their ratio. A benchmark, not a test: the times depend
+on the machine and on what else it is doing; the ratio, measured in one run, is the figure
+to read.
 """
 
 from __future__ import annotations

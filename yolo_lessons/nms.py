@@ -255,13 +255,14 @@ def nms_batch(
     Each (image, class) is its own group, so one pass serves the whole batch; the answer
     equals ``[nms(boxes[i], scores[i]) for i in range(N)]``.
     """
-    if boxes.dim() != 3 or scores.dim() != 3:
+    if boxes.dim() != 3 or boxes.shape[2] != 4 or scores.dim() != 3 or scores.shape[:2] != boxes.shape[:2]:
         raise ValueError(
-            f"expected boxes (N, K, 4) and scores (N, K, C), got {tuple(boxes.shape)} and {tuple(scores.shape)}"
+            f"expected boxes (N, K, 4) corners and scores (N, K, C), got {tuple(boxes.shape)} and "
+            f"{tuple(scores.shape)}"
         )
     num_images, _, num_classes = scores.shape
-    for i in range(num_images):
-        _check_nms_inputs(boxes[i], scores[i])
+    if num_classes == 0:
+        raise ValueError("scores (N, K, C) need C >= 1 classes, got C = 0")
     image, box_index, classes = (scores > 0).nonzero(as_tuple=True)  # candidates, in (image, box, class) order
     candidate_scores = scores[image, box_index, classes]
     group = image * num_classes + classes  # one group per (image, class)

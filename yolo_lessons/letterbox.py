@@ -81,7 +81,9 @@ def letterbox_image(image: Tensor, network_w: int, network_h: int) -> tuple[Tens
 
     The resize is bilinear with ``align_corners=True``: output pixel ``c`` samples the input
     at ``c * (w - 1) / (new_w - 1)``, the mapping of Darknet's ``resize_image`` (which
-    interpolates along x, then y), so the pixels agree with Darknet's up to float rounding.
+    interpolates along x, then y), so the pixels agree with Darknet's up to float rounding
+    (``align_corners=False`` would sample half a pixel differently). One corner case differs:
+    resized to a single pixel column or row, torch takes the first input pixel, Darknet the last.
     Returns the network input and the ``Letterbox`` that ``boxes_to_image`` needs.
     """
     if image.dim() != 3 or not image.is_floating_point():

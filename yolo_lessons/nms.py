@@ -12,7 +12,8 @@ others, and a box may survive in several classes.
 Two implementations give the same answer:
 
 * ``nms_reference`` is the literal loop a learner writes first, one box pair at a time;
-* ``nms`` does the same with tensor operations, and is the one to use.
+* ``nms`` (one image) and ``nms_batch`` (a batch in one pass) do the same with tensor
+  operations, and are the ones to use; ``postprocess`` goes from ``Detections`` to them.
 
 Tie order (Darknet's ``qsort`` is not stable, so it leaves ties in no particular order):
 boxes with equal scores in a class rank by their index, lower index first. Both functions
@@ -20,8 +21,8 @@ follow that order, so they agree exactly, ties and duplicate boxes included.
 
 Boxes here are corners ``x1, y1, x2, y2`` (``decode.box_corners`` converts the centre form
 of ``Detections``); any units will do, as long as x and y use one unit each: IoU does not
-change when the x axis or the y axis is stretched, so fractions of the network input and
-pixels of the original image give the same suppressions.
+change when the x axis or the y axis is stretched or shifted, so fractions of the network
+input and pixels of the original image give the same suppressions (up to float rounding).
 """
 
 from __future__ import annotations

@@ -150,3 +150,10 @@ def test_darknet_feature_maps_have_the_strides_the_detectors_use():
         s8, s16b, s32b = darknet53(num_classes=0).eval().feature_maps(x)
     assert [t.shape for t in (s16, s32)] == [(1, 512, 4, 4), (1, 1024, 2, 2)]
     assert [t.shape for t in (s8, s16b, s32b)] == [(1, 256, 8, 8), (1, 512, 4, 4), (1, 1024, 2, 2)]
+
+
+def test_counting_leaves_every_submodule_in_the_mode_it_was_in():
+    model = darknet19()
+    model.stages[0].eval()  # one part in eval (as a frozen backbone would be), the rest in train
+    count_multiply_adds(model, (3, 64, 64))
+    assert model.training and not model.stages[0].training and model.stages[1].training

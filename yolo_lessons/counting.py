@@ -42,13 +42,14 @@ def count_multiply_adds(model: nn.Module, input_size: tuple[int, ...]) -> int:
             total += module.in_features * module.out_features * (output[0].numel() // module.out_features)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}  # restored one by one: a frozen part stays in eval
     try:
         model.eval()
         with torch.inference_mode():
             model(torch.zeros(1, *input_size))
     finally:
-        model.train(was_training)
+        for module, training in modes.items():
+            module.training = training
         for h in handles:
             h.remove()
     return total

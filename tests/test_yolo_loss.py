@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 from darknet_yolo_port import darknet_yolo_delta
 
 from yolo_lessons.yolo_loss import (
@@ -14,6 +15,7 @@ from yolo_lessons.yolo_loss import (
     PART_NAMES,
     TRUTH_THRESH,
     VOC_IGNORE_THRESH,
+    _bce_with_logits,
     assign_yolo_targets,
     yolo_loss,
 )
@@ -345,6 +347,16 @@ def test_truth_on_the_right_and_bottom_edge_lands_in_the_last_cell():
     assert delta[:2].count_nonzero().item() == 2  # nowhere else
     where = assign_yolo_targets(truths, [1], HAND_ANCHORS, HAND_MASKS, 64, [(2, 2), (4, 4)])
     assert (where.row.tolist(), where.col.tolist()) == ([3], [3])
+
+
+def test_bce_term_equals_torch_binary_cross_entropy_with_logits_and_its_gradient_is_sigmoid_minus_target():
+    logits = torch.linspace(-60, 60, 241, dtype=torch.float64).repeat(3).requires_grad_(True)
+    target = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64).repeat_interleave(241)
+    ours = _bce_with_logits(logits, target)
+    torch.testing.assert_close(ours, F.binary_cross_entropy_with_logits(logits, target, reduction="none"),
+                               rtol=1e-12, atol=1e-12)
+    ours.sum().backward()
+    torch.testing.assert_close(logits.grad, torch.sigmoid(logits.detach()) - target, rtol=0, atol=1e-15)
 
 
 def test_padding_rows_are_ignored_whatever_they_hold():

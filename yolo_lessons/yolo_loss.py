@@ -44,6 +44,9 @@ becomes multi-hot, while its box targets overwrite the earlier truth's. (The tes
 value of the class-0 delta: if p of class 0 is exactly its target, 0 or 1 after float
 saturation, the delta is 0 and the later truth writes a fresh one-hot. We reproduce that too.)
 
+``assign_yolo_targets`` returns pass 2's choice for every truth (head, anchor, cell, and
+whether a later truth shares its prediction), the same one ``yolo_loss`` trains with.
+
 Units: each head output is (N, A*(5+C), H, W), anchor-major as in ``decode.decode_yolov3``
 (slot ``a`` owns channels ``a*(5+C) ... a*(5+C)+4+C``: tx, ty, tw, th, objectness, C class
 logits), slot ``a`` of head ``s`` uses anchor ``masks[s][a]``; ground truths are
@@ -140,8 +143,9 @@ def assign_yolo_targets(
     (net_h, net_w), grids = _check_size(image_size), _check_grids(grid_sizes, masks)
     anchors, masks = _check_anchors(anchors, masks)
     truths = torch.as_tensor(truths)
+    n = truths.shape[0] if truths.dim() > 0 else 0  # the batch size, read from the truths
     dtype = truths.dtype if truths.is_floating_point() else torch.get_default_dtype()
-    counts, truths = _check_truths(truths, counts, truths.shape[0] if truths.dim() else 0, None, truths.device, dtype)
+    counts, truths = _check_truths(truths, counts, n, None, truths.device, dtype)
     return _assign(truths, counts, anchors.to(truths), masks, (net_h, net_w), grids)
 
 
@@ -227,12 +231,11 @@ def _yolo_layer(
         valid = torch.arange(m, device=device) < counts[:, None]  # (N, M) real truth rows
 
         # Pass 1, over every (b, j, i, n): best_iou of the decoded box with any truth of the
-        # image (all of them, whichever head trains them), best_t the first truth reaching it.
+        # image (all of them, whichever head trains them).
         ious = _box_iou(pred.reshape(n, -1, 1, 4), truths[:, None, :, 1:])  # (N, A*H*W, M)
         ious = ious.masked_fill(~valid[:, None, :], 0.0)  # padding rows count for nothing
-        # Darknet starts best_iou at 0 (a column of zeros), keeps the first best (`iou > best_iou`).
-        best_iou, best = torch.cat([ious.new_zeros(n, a * h * w, 1), ious], dim=2).max(dim=2)
-        best_iou, best_t = best_iou.reshape(n, a, h, w), (best - 1).clamp(min=0).reshape(n, a, h, w)
+        # Darknet starts best_iou at 0 (an IoU is never below): 0 also serves images with no truths.
+        best_iou = ious.amax(dim=2).reshape(n, a, h, w) if m else ious.new_zeros(n, a, h, w)
         # l.delta[obj_index] = 0 - output; = 0 when best_iou > ignore_thresh;
         # = 1 - output (and box and class targets from truth best_t) when best_iou > truth_thresh.
         ignored = best_iou > ignore_thresh  # strictly greater, as in Darknet
@@ -242,6 +245,7 @@ def _yolo_layer(
         class_target = torch.zeros_like(p_class)  # (N, A, H, W, C), multi-hot
         if bool(positive.any()):
             at = positive.nonzero(as_tuple=True)  # (b, slot, row, col) of each such prediction
+            best_t = ious.argmax(dim=2).reshape(n, a, h, w)  # the first best truth (`iou > best_iou`)
             g = truths[at[0], best_t[at]]  # (P, 5) class, cx, cy, w, h
             box_target[at] = _box_targets(g[:, 1:], at[3], at[2], layer_anchors[at[1]], (h, w), (net_h, net_w))
             box_scale[at] = 2.0 - g[:, 3] * g[:, 4]
@@ -269,11 +273,10 @@ def _yolo_layer(
 
     # The loss whose negative gradient is Darknet's delta (see the module docstring).
     zero = z_obj.new_zeros(())
-    bce = F.binary_cross_entropy_with_logits
-    xy_error = bce(z_xy, box_target[..., :2], reduction="none").sum(dim=-1)  # (N, A, H, W)
+    xy_error = _bce_with_logits(z_xy, box_target[..., :2]).sum(dim=-1)  # (N, A, H, W)
     wh_error = ((box_target[..., 2:] - z_wh) ** 2).sum(dim=-1) / 2  # (N, A, H, W)
-    obj_error = bce(z_obj, positive.to(z_obj), reduction="none")  # target 1 or 0
-    class_error = bce(z_class, class_target, reduction="none").sum(dim=-1)  # (N, A, H, W)
+    obj_error = _bce_with_logits(z_obj, positive.to(z_obj))  # target 1 or 0
+    class_error = _bce_with_logits(z_class, class_target).sum(dim=-1)  # (N, A, H, W)
     parts = {
         "coord": torch.where(positive, box_scale * (xy_error + wh_error), zero).sum(),
         "obj": torch.where(positive, obj_error, zero).sum(),
@@ -291,6 +294,17 @@ def _yolo_layer(
         d_class = torch.where(keep, class_target - p_class, zero)
         delta = torch.cat([d_xy, d_wh, d_obj[..., None], d_class], dim=-1)  # (N, A, H, W, 5+C)
     return delta.permute(0, 1, 4, 2, 3).reshape(output.shape), parts
+
+
+def _bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
+    """Binary cross-entropy of sigmoid(logits) against target, elementwise; gradient sigmoid - target.
+
+    -[y log s + (1 - y) log(1 - s)] with s = sigmoid(z) equals softplus(z) - y*z, the value
+    ``F.binary_cross_entropy_with_logits(z, y, reduction="none")`` gives, in one cheap kernel.
+    Softplus switches to z itself above ``threshold``; at 40, where sigmoid(z) is 1.0 in
+    float64, the gradient stays exactly sigmoid(z) - y.
+    """
+    return F.softplus(logits, threshold=40.0) - target * logits
 
 
 def _assign(

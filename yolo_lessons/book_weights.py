@@ -31,7 +31,7 @@ from .data import SHAPE_CLASSES
 from .small_yolov2 import SmallYOLOv2, small_yolov2
 
 BOOK_WEIGHTS = Path(__file__).parent / "weights" / "small_yolov2_shapes.weights"
-BOOK_WIDTH = 4  # --width of the run that made BOOK_WEIGHTS
+BOOK_WIDTH = 8  # --width of the run that made BOOK_WEIGHTS (the command's default)
 # The run's 5 k-means anchors (its checkpoint's "anchors", as tools/make_book_weights.py prints them),
 # (w, h) in cells of the stride-16 grid; the command prints them rounded: 0.88x0.95, ..., 2.70x2.95.
 BOOK_ANCHORS: tuple[tuple[float, float], ...] = (

@@ -198,6 +198,7 @@ def test_parse_args_returns_only_the_options_given():
         (dict(image_size=100), "multiple of 32"),
         (dict(steps=0), "positive integer steps"),
         (dict(passthrough="reorg"), "expected passthrough in"),
+        (dict(resume="auto"), "needs out"),  # out=None: no folder to find checkpoint.pt in
     ],
 )
 def test_bad_options_raise_value_error(options, message):

@@ -124,8 +124,6 @@ class TrainConfig:
             raise ValueError(f"expected a positive number of threads, got {self.threads!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"expected device 'cpu' or 'cuda', got {self.device!r}")
-        if self.resume is not None and self.out is None and self.resume == "auto":
-            raise ValueError("--resume without a path needs --out, the folder of the checkpoint")
 
 
 @dataclass
@@ -385,6 +383,8 @@ def train(config: TrainConfig | None = None, **options) -> TrainHistory:
     config = TrainConfig(**{**asdict(config or TrainConfig()), **options})
     resumed = None
     if config.resume is not None:
+        if config.resume == "auto" and config.out is None:
+            raise ValueError("resume='auto' reads OUT/checkpoint.pt: it needs out, the folder of the checkpoint")
         path = os.path.join(config.out, CHECKPOINT_NAME) if config.resume == "auto" else config.resume
         resumed = load_checkpoint(path)
         config = _merge_resumed(config, resumed["config"], explicit=set(options))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
+import csv
 import os
 import re
 from pathlib import Path
@@ -605,3 +606,71 @@ def test_a_mistake_planted_in_a_chapter_fails_its_checkpoint_with_its_own_messag
     target = chapters["targets"][mistake]  # the checkpoint after the solution the mistake is in
     assert details(result)[target].startswith(message), format_table([result])
     assert all(c.passed for c in result.checkpoints if c.cell_id != target), format_table([result])
+
+
+# --------------------------------------------------------------------------- a class, and the command line
+
+
+def test_a_class_folder_grades_every_student_despite_a_hanging_and_a_crashing_notebook(tmp_path, capsys):
+    chapter = read(MINI)
+    reference = filled(learner_copy(chapter, MINI.name), chapter)
+    chatty = plant(  # a right answer that prints and warns: shown, not graded
+        reference,
+        "solution-conv-block",
+        "        return self.act(",
+        "        print('debug', x.shape)\n        _ = torch.tensor(x)\n        return self.act(",
+    )
+    students = {
+        "alice": reference,
+        "bob": plant(reference, "solution-grid-cells", "    side = ", "    while True:\n        pass\n    side = "),
+        "carol": plant(reference, "solution-grid-cells", "    side = ", "    import os\n    os._exit(1)\n    side = "),
+        "dave": chatty,
+        "erin": plant(reference, "solution-grid-cells", "def grid_cells(", "def grid_cell("),
+    }
+    for student, notebook in students.items():
+        write(notebook, tmp_path / "class" / student / MINI.name)
+    no_setup = copy.deepcopy(reference)  # a student named by the file: "frank_mini_chapter.ipynb"
+    no_setup.cells = [c for c in no_setup.cells if "remove-cell" not in tags(c)]
+    write(no_setup, tmp_path / "class" / "frank.ipynb")
+
+    code = main(["grade", str(tmp_path / "class"), "--key-dir", str(FIXTURES), "--timeout", "25",
+                 "--csv", str(tmp_path / "grades.csv")])
+    out = capsys.readouterr().out
+    assert code == 1
+    rows = list(csv.DictReader((tmp_path / "grades.csv").open()))
+    totals = {r["student"]: r["result"] for r in rows if r["checkpoint"] == "total"}
+    # alice and dave: both checkpoints; bob and carol: the conv block only (the grid exercise
+    # stops the notebook); erin: the conv block (her grid_cell is misspelt); frank: the grid only
+    # (without the setup cell, `nn` is undefined for his ConvBlock; grid_cells needs no import)
+    assert totals == {"alice": "2/2", "bob": "1/2", "carol": "1/2", "dave": "2/2", "erin": "1/2", "frank": "1/2"}
+    errors = {r["student"]: r["detail"] for r in rows if r["checkpoint"] == "-"}
+    assert errors["bob"].startswith("stopped after 25 s (the time limit) while running code cell")
+    assert errors["carol"].startswith("the kernel crashed while running code cell")
+    assert errors["frank"].startswith("the setup cell (the chapter's first code cell: imports and seed) is missing")
+    erin = [r["detail"] for r in rows if r["student"] == "erin" and r["checkpoint"] == "check_grid_cells(grid_cells)"]
+    assert erin == ["grid_cells is not defined: the checkpoint uses that exact name (your notebook defines "
+                    "grid_cell: a typo?); define it in the exercise's cell"]
+    assert "alice: 2 of 2 checkpoints passed" in out and "Traceback" not in out
+
+
+def test_the_grade_command_says_in_one_line_what_is_wrong_with_its_arguments(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["grade", str(tmp_path / "empty")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {tmp_path / 'empty'}: no notebooks (*.ipynb) to grade; make learner copies first")
+    assert "\n" not in error
+    assert main(["grade", str(tmp_path / "09_nope.ipynb")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path / '09_nope.ipynb'}: no such file or folder; pass a learner notebook or a folder of them"
+    )
+    assert main(["make", str(tmp_path / "09_nope.ipynb"), "--out", str(tmp_path / "out")]) == 1
+    assert "no such chapter" in capsys.readouterr().err
+
+
+def test_help_explains_make_and_grade_with_an_example_each(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "python -m yolo_lessons.exercises make notebooks/02_darknet19.ipynb --out my-exercises/" in text
+    assert "python -m yolo_lessons.exercises grade my-exercises/" in text
+    assert "throwaway environment" in text

@@ -16,16 +16,28 @@ Two commands (``python -m yolo_lessons.exercises --help``):
 """
 
 from .copies import WriteStatus, learner_copy, stub_solution, write_learner_copy
-from .grading import CheckpointResult, NotebookGrade, find_answer_key, format_table, grade
+from .grading import (
+    CheckpointResult,
+    NotebookGrade,
+    find_answer_key,
+    find_notebooks,
+    format_table,
+    grade,
+    rows,
+    write_csv,
+)
 
 __all__ = [
     "CheckpointResult",
     "NotebookGrade",
     "WriteStatus",
     "find_answer_key",
+    "find_notebooks",
     "format_table",
     "grade",
+    "rows",
     "learner_copy",
     "stub_solution",
+    "write_csv",
     "write_learner_copy",
 ]

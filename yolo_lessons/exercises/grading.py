@@ -15,30 +15,43 @@ a temporary copy of each submission instead, in which
 
 A checkpoint the submission lacks fails. The checks a checkpoint calls are imported again
 right before it runs, so a learner's cell cannot replace them by defining the same name.
+Lines a check prints for the learner's own prints and warnings (``NOTE_PREFIX``) are
+removed before the comparison: they are shown, never graded.
+
+Each notebook runs in its own nbval process under a time limit (``timeout``): a notebook
+that loops forever is stopped and marked, a kernel that dies is noticed at once, and the
+other notebooks are graded all the same. A class is a folder with one sub-folder (or one
+file name) per student; ``format_table`` and ``write_csv`` give one row per student and
+checkpoint, and a total per student.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
 import dataclasses
+import difflib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import nbformat
 
-from ._nbval_recorder import REPORT_VARIABLE
+from ..checkpoints.common import NOTE_PREFIX
+from ._nbval_recorder import CRASH_EXIT_CODE, REPORT_VARIABLE
 from .copies import METADATA_KEY, SOURCE_FIELD, tags
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding yolo_lessons/
 CHAPTERS = PACKAGE_ROOT / "notebooks"  # where the chapters live in a clone of the repository
 SANITIZE = PACKAGE_ROOT / "tests" / "nbval_sanitize.cfg"
 CELL_TIMEOUT_S = 300
-NOTEBOOK_TIMEOUT_S = 900
+NOTEBOOK_TIMEOUT_S = 600  # per notebook: every chapter's exercises run in well under a minute
 IGNORE_OUTPUT = "nbval-ignore-output"
 CHAPTER_NAME = re.compile(r"\d\d_[A-Za-z0-9_]+")
 
@@ -55,9 +68,10 @@ class CheckpointResult:
 class NotebookGrade:
     path: Path
     key: Path | None
+    student: str = ""  # the sub-folder or file name that names the student ('' for one learner)
     checkpoints: list[CheckpointResult] = dataclasses.field(default_factory=list)
     other_failures: list[str] = dataclasses.field(default_factory=list)  # cells that do not decide the grade
-    error: str = ""  # why the notebook could not be graded at all
+    error: str = ""  # why the notebook could not be graded (fully)
 
     @property
     def passed(self) -> bool:
@@ -223,46 +237,151 @@ def describe_failure(record: dict | None, expected_outputs=None) -> str:
     return _first_line(record["message"]) or record["outcome"]
 
 
+def find_notebooks(paths: list[Path]) -> list[tuple[Path, str]]:
+    """Every notebook to grade, with the student it belongs to.
+
+    A file given by name belongs to '' (one learner). In a folder, a notebook in a
+    sub-folder belongs to the sub-folder's name (``class/alice/02_darknet19.ipynb`` ->
+    alice); one directly in the folder to its file name without the chapter's name
+    (``class/bob_02_darknet19.ipynb`` -> bob, ``my-exercises/02_darknet19.ipynb`` -> '').
+    Raises ``FileNotFoundError`` for a path that does not exist.
+    """
+    found = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        if path.is_file():
+            found.append((path, ""))
+            continue
+        for notebook in sorted(path.rglob("*.ipynb")):
+            relative = notebook.relative_to(path)
+            if any(part.startswith(".") for part in relative.parts):  # .ipynb_checkpoints and the like
+                continue
+            if len(relative.parts) > 1:
+                found.append((notebook, relative.parts[0]))
+            else:
+                name = CHAPTER_NAME.sub("", notebook.stem).strip(" _-.()")
+                found.append((notebook, name))
+    return found
+
+
+def _defined_names(notebook) -> set[str]:
+    names = set()
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and (tree := _parse(cell.source)) is not None:
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    names.add(node.name)
+                elif isinstance(node, ast.Assign):
+                    names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def _setup_missing(submission, key) -> bool:
+    """True when the chapter's setup cell (its first code cell, hidden in the book) is gone."""
+    setup = next((c for c in key.cells if c.cell_type == "code"), None)
+    if setup is None or "remove-cell" not in tags(setup):
+        return False
+    return not any(
+        c.cell_type == "code" and (c.get("id") == setup.get("id") or c.source.strip() == setup.source.strip())
+        for c in submission.cells
+    )
+
+
 def grade(
     paths: list[Path],
     key_dirs: list[Path] | None = None,
     cell_timeout: int = CELL_TIMEOUT_S,
     timeout: int | None = None,
 ) -> list[NotebookGrade]:
-    """Grade each notebook (folders: every ``*.ipynb`` in them) in one nbval session."""
-    notebooks = []
-    for path in map(Path, paths):
-        notebooks.extend(sorted(path.glob("*.ipynb")) if path.is_dir() else [path])
-    grades = [NotebookGrade(path=p, key=None) for p in notebooks]
+    """Grade each notebook (folders: every ``*.ipynb`` in them and their sub-folders), each in
+    its own nbval run stopped after ``timeout`` seconds (default ``NOTEBOOK_TIMEOUT_S``)."""
+    grades = [NotebookGrade(path=p, key=None, student=student) for p, student in find_notebooks(paths)]
+    limit = timeout or NOTEBOOK_TIMEOUT_S
     with tempfile.TemporaryDirectory(prefix="yolo-lessons-grade-") as tmp:
         tmp = Path(tmp)
-        runs = {}  # temporary file name -> (grade, roles, key notebook)
+        _write_config(tmp)
+        runs = {}  # temporary file name -> (grade, roles, key notebook, submission)
         for number, result in enumerate(grades):
             try:
                 submission = nbformat.read(result.path, as_version=4)
             except Exception as exc:  # not a notebook at all
-                result.error = f"cannot read the notebook: {_first_line(exc)}"
+                result.error = f"cannot read the notebook ({_first_line(exc)}): is it a Jupyter notebook?"
                 continue
             result.key = find_answer_key(result.path, key_dirs)
             if result.key is None:
-                result.error = "no answer key: the chapter this notebook comes from was not found"
+                result.error = (
+                    "no answer key: the chapter this notebook comes from was not found; name the chapter's "
+                    "folder with --key-dir DIR (or keep the notebook's chapter name, e.g. 02_darknet19.ipynb)"
+                )
                 continue
             key = nbformat.read(result.key, as_version=4)
             notebook, roles = graded_copy(submission, key, result.key.resolve().parent)
             name = f"{number:03d}_{re.sub(r'[^A-Za-z0-9_]+', '_', result.path.stem)}.ipynb"
             nbformat.write(notebook, tmp / name)
-            runs[name] = (result, roles, key)
-        records = _run_nbval(tmp, sorted(runs), cell_timeout, timeout or NOTEBOOK_TIMEOUT_S * max(1, len(runs)))
-        for name, (result, roles, key) in runs.items():
-            _collect(result, roles, key, records, name)
+            runs[name] = (result, roles, key, submission)
+        records, statuses = _run_nbval(tmp, sorted(runs), cell_timeout, limit)
+        for name, (result, roles, key, submission) in runs.items():
+            _collect(result, roles, key, records, name, _defined_names(submission))
+            stopped = _stopped_at(records, roles, name)
+            if statuses.get(name) == "timeout":
+                result.error = (
+                    f"stopped after {limit} s (the time limit) while running {stopped}: "
+                    "an endless loop, or far too slow; the checkpoints after it were not graded"
+                )
+            elif statuses.get(name) == "crashed":
+                result.error = f"the kernel crashed while running {stopped}; the checkpoints after it were not graded"
+            elif _setup_missing(submission, key):
+                result.error = (
+                    "the setup cell (the chapter's first code cell: imports and seed) is missing: "
+                    "copy it back from the chapter, then grade again"
+                )
     return grades
 
 
-def _run_nbval(folder: Path, names: list[str], cell_timeout: int, timeout: int) -> dict:
-    if not names:
-        return {}
+def _write_config(folder: Path) -> None:
+    """pytest.ini, and a sanitize file: the project's patterns plus one that drops the lines a
+    check prints for the learner's own prints and warnings, so those are never compared."""
     (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    report = folder / "report.json"
+    patterns = SANITIZE.read_text(encoding="utf-8") + "\n" if SANITIZE.is_file() else ""
+    patterns += "[learner output, shown and not graded]\n"
+    patterns += f"regex: (?m)^{re.escape(NOTE_PREFIX)}.*(?:\\n|$)\nreplace: \n"
+    (folder / "sanitize.cfg").write_text(patterns, encoding="utf-8")
+
+
+def _run_nbval(folder: Path, names: list[str], cell_timeout: int, timeout: int) -> tuple[dict, dict[str, str]]:
+    """Run the notebooks under nbval, in one session while all goes well.
+
+    The recorder reports each cell as it starts; a notebook still running ``timeout``
+    seconds after its first cell started is stopped (the whole session with it, in its
+    own process group), marked "timeout", and a new session grades the notebooks after
+    it. A kernel that dies ends the session the same way, marked "crashed". Returns the
+    records by (file, cell) and the status of each stopped notebook."""
+    report = folder / "report.jsonl"
+    statuses: dict[str, str] = {}
+    remaining = list(names)
+    while remaining:
+        stopped, output = _one_session(folder, remaining, report, cell_timeout, timeout)
+        if stopped is None:
+            if not report.is_file():
+                raise RuntimeError(f"nbval did not run: {output[-3000:]}")
+            break
+        name, status = stopped
+        statuses[name] = status
+        remaining = remaining[remaining.index(name) + 1 :]
+    records: dict = {}
+    lines = report.read_text(encoding="utf-8").splitlines() if report.is_file() else []
+    for line in lines:
+        record = json.loads(line)
+        key = (record["file"], record["cell"])
+        if key not in records or records[key]["outcome"] == "started":
+            records[key] = record  # a cell's first result counts (a setup failure comes first)
+    return records, statuses
+
+
+def _one_session(
+    folder: Path, names: list[str], report: Path, cell_timeout: int, timeout: int
+) -> tuple[tuple[str, str] | None, str]:
     command = [
         sys.executable,
         "-m",
@@ -278,44 +397,80 @@ def _run_nbval(folder: Path, names: list[str], cell_timeout: int, timeout: int) 
         str(folder),
         "--nbval",
         "--nbval-current-env",
-        f"--nbval-cell-timeout={cell_timeout}",
+        f"--nbval-cell-timeout={min(cell_timeout, timeout)}",
+        f"--nbval-sanitize-with={folder / 'sanitize.cfg'}",
+        *names,
     ]
-    if SANITIZE.is_file():
-        command.append(f"--nbval-sanitize-with={SANITIZE}")
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), environment.get("PYTHONPATH")]))
     environment[REPORT_VARIABLE] = str(report)
-    try:
-        finished = subprocess.run(
-            command + names, cwd=folder, env=environment, capture_output=True, text=True, timeout=timeout
+    log = folder / "session.log"
+    with log.open("w", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            command, cwd=folder, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"grading took longer than {timeout} s") from None
-    if not report.is_file():
-        raise RuntimeError(f"nbval did not run:\n{finished.stdout[-3000:]}\n{finished.stderr[-3000:]}")
-    records: dict = {}
-    for record in json.loads(report.read_text(encoding="utf-8")):
-        records.setdefault((record["file"], record["cell"]), record)  # a setup failure comes first
-    return records
+        current, since, seen = None, 0.0, 0
+        stopped = None
+        try:
+            while process.poll() is None:
+                time.sleep(0.2)
+                if report.is_file():
+                    lines = report.read_text(encoding="utf-8").splitlines()
+                    for line in lines[seen:]:
+                        name = json.loads(line)["file"]
+                        if name != current:
+                            current, since = name, time.monotonic()
+                    seen = len(lines)
+                if current is not None and time.monotonic() - since > timeout:
+                    stopped = (current, "timeout")
+                    break
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # nbval and the kernels it started
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+    if stopped is None and process.returncode == CRASH_EXIT_CODE and current is not None:
+        stopped = (current, "crashed")
+    return stopped, log.read_text(encoding="utf-8", errors="replace")
 
 
-def _collect(result: NotebookGrade, roles, key, records: dict, name: str) -> None:
+def _stopped_at(records: dict, roles, name: str) -> str:
+    """Which cell was running when the run stopped, in the learner's words."""
+    for cell_num in range(len(roles) - 1, -1, -1):
+        record = records.get((name, cell_num))
+        if record is not None and record["outcome"] in ("started", "crashed"):
+            role, what = roles[cell_num]
+            if role == "cell":
+                return f"code cell {what}"
+            return "a checkpoint" if role == "checkpoint" else "the grader's setup cell"
+    return "the notebook"
+
+
+def _name_hint(detail: str, defined: set[str]) -> str:
+    """For "NameError: name 'X' is not defined", say which definition the checkpoint wants."""
+    match = re.search(r"NameError: name '(\w+)' is not defined", detail)
+    if not match:
+        return detail
+    wanted = match.group(1)
+    close = difflib.get_close_matches(wanted, sorted(defined), n=1)
+    guess = f" (your notebook defines {close[0]}: a typo?)" if close else ""
+    return f"{wanted} is not defined: the checkpoint uses that exact name{guess}; define it in the exercise's cell"
+
+
+def _collect(result: NotebookGrade, roles, key, records: dict, name: str, defined: set[str] = frozenset()) -> None:
     checkpoints = {c.id: c for c in key.cells if c.cell_type == "code" and "checkpoint" in tags(c)}
     seen = set()
     for cell_num, (role, what) in enumerate(roles):
         record = records.get((name, cell_num))
+        if record is not None and record["outcome"] == "started":
+            record = None  # stopped while running
         passed = record is not None and record["outcome"] == "passed"
         if role == "checkpoint":
             seen.add(what)
             expected = checkpoints[what]
-            result.checkpoints.append(
-                CheckpointResult(
-                    checkpoint_label(expected.source),
-                    what,
-                    passed,
-                    "" if passed else describe_failure(record, expected.outputs),
-                )
-            )
+            detail = "" if passed else _name_hint(describe_failure(record, expected.outputs), defined)
+            result.checkpoints.append(CheckpointResult(checkpoint_label(expected.source), what, passed, detail))
         elif not passed and record is not None and record["outcome"] != "skipped":
             where = "the grader's setup cell" if role == "setup" else f"code cell {what}"
             result.other_failures.append(f"{where}: {describe_failure(record)}")
@@ -333,25 +488,56 @@ def _collect(result: NotebookGrade, roles, key, records: dict, name: str) -> Non
     result.checkpoints.sort(key=lambda c: order.index(c.cell_id))
 
 
-def format_table(grades: list[NotebookGrade]) -> str:
-    """One row per checkpoint: notebook, checkpoint, PASS/FAIL and what differed."""
-    rows = [("notebook", "checkpoint", "result", "what differed")]
-    notes = []
+def rows(grades: list[NotebookGrade]) -> list[dict[str, str]]:
+    """One row per student and checkpoint (and per notebook that could not be graded), then
+    one "total" row per student: student, notebook, checkpoint, result, detail."""
+    table: list[dict[str, str]] = []
+    totals: dict[str, list[int]] = {}
     for result in grades:
+        passed_total = totals.setdefault(result.student, [0, 0])
         if result.error:
-            rows.append((str(result.path), "-", "FAIL", result.error))
+            table.append(_row(result, "-", "FAIL", result.error))
         for c in result.checkpoints:
-            rows.append((str(result.path), c.checkpoint, "PASS" if c.passed else "FAIL", c.detail))
-        notes += [f"{result.path}, {failure} (not a checkpoint)" for failure in result.other_failures]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * len(rows[0][3]))
+            table.append(_row(result, c.checkpoint, "PASS" if c.passed else "FAIL", c.detail))
+            passed_total[0] += c.passed
+            passed_total[1] += 1
+    for student, (passed, total) in totals.items():
+        table.append({"student": student, "notebook": "", "checkpoint": "total", "result": f"{passed}/{total}",
+                      "detail": f"{passed} of {total} checkpoints passed"})
+    return table
+
+
+def _row(result: NotebookGrade, checkpoint: str, outcome: str, detail: str) -> dict[str, str]:
+    return {"student": result.student, "notebook": str(result.path), "checkpoint": checkpoint,
+            "result": outcome, "detail": detail}
+
+
+def write_csv(grades: list[NotebookGrade], target: Path) -> None:
+    """The rows of ``rows(grades)`` as a CSV file for a gradebook."""
+    with Path(target).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["student", "notebook", "checkpoint", "result", "detail"])
+        writer.writeheader()
+        writer.writerows(rows(grades))
+
+
+def format_table(grades: list[NotebookGrade]) -> str:
+    """One row per (student and) checkpoint: notebook, checkpoint, PASS/FAIL and what differed,
+    a total per student when there are several, and notes on cells that do not decide the grade."""
+    with_students = any(result.student for result in grades)
+    columns = ["student", "notebook", "checkpoint", "result"] if with_students else ["notebook", "checkpoint", "result"]
+    table = rows(grades)
+    body = [r for r in table if r["checkpoint"] != "total"]
+    lines_rows = [columns + ["what differed"]] + [[r[c] for c in columns] + [r["detail"]] for r in body]
+    widths = [max(len(row[i]) for row in lines_rows) for i in range(len(columns))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+             for row in lines_rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * len("what differed"))
+    lines.append("")
+    for result in grades:
+        lines += [f"note: {result.path}, {failure} (not a checkpoint)" for failure in result.other_failures]
+    if with_students:
+        lines += [f"{r['student'] or '(no name)'}: {r['detail']}" for r in table if r["checkpoint"] == "total"]
     total = sum(len(r.checkpoints) for r in grades)
     passed = sum(c.passed for r in grades for c in r.checkpoints)
-    lines.append("")
-    lines += [f"note: {note}" for note in notes]
     lines.append(f"{passed} of {total} checkpoints passed")
     return "\n".join(line.rstrip() for line in lines)

@@ -96,18 +96,55 @@ def _check_foldable(x: Tensor, stride: int) -> tuple[int, int, int, int]:
 
 
 def check_image_batch(x: Tensor, channels: int = 3, multiple: int = DOWNSAMPLE) -> None:
-    """Raise ``ValueError`` unless ``x`` is (N, channels, H, W) with H, W multiples of ``multiple``."""
+    """Raise ``ValueError`` unless ``x`` is a float (N, channels, H, W) batch with H, W multiples of ``multiple``.
+
+    Images as they come from the world (a PIL image, a numpy (H, W, 3) array, a uint8 tensor,
+    channels last) get a message that says how to turn them into a batch:
+    ``yolo_lessons.images.image_batch`` does all of it.
+    """
+    helper = "yolo_lessons.images.image_batch(image) makes the batch"
     if not isinstance(x, Tensor):
-        raise ValueError(f"expected a torch.Tensor of shape (N, {channels}, H, W), got {type(x).__name__}")
+        kind = type(x).__name__
+        if hasattr(x, "convert") and hasattr(x, "size"):  # a PIL image
+            raise ValueError(
+                f"expected a torch.Tensor of shape (N, {channels}, H, W), got a PIL image ({kind}): {helper}, "
+                "or torch.from_numpy(numpy.asarray(image)).permute(2, 0, 1).float().div(255).unsqueeze(0)"
+            )
+        shape = getattr(x, "shape", None)
+        if shape is not None and hasattr(x, "dtype"):  # a numpy array
+            raise ValueError(
+                f"expected a torch.Tensor of shape (N, {channels}, H, W), got a {kind} of shape {tuple(shape)} "
+                f"and dtype {x.dtype}: {helper}, or torch.from_numpy(array).permute(2, 0, 1).float() / 255, "
+                "then .unsqueeze(0)"
+            )
+        raise ValueError(f"expected a torch.Tensor of shape (N, {channels}, H, W), got {kind}")
+    scale = " / 255" if not x.is_floating_point() else ""
+    if x.dim() == 3 and x.shape[0] != channels and x.shape[-1] == channels:
+        raise ValueError(
+            f"expected a 4-D batch (N, {channels}, H, W), got 3-D shape {tuple(x.shape)}, which looks like "
+            f"(H, W, C) with the channels last: use x.permute(2, 0, 1){'.float()' + scale if scale else ''}"
+            ".unsqueeze(0)"
+        )
     if x.dim() != 4:
         raise ValueError(
             f"expected a 4-D batch (N, {channels}, H, W), got {x.dim()}-D shape {tuple(x.shape)}"
             + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
         )
     if x.shape[1] != channels:
+        if x.shape[-1] == channels:
+            raise ValueError(
+                f"expected {channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)}, which looks like "
+                f"(N, H, W, C) with the channels last): use x.permute(0, 3, 1, 2)"
+            )
         raise ValueError(f"expected {channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+    if not x.is_floating_point():
+        raise ValueError(
+            f"expected a float batch with values in [0, 1], got dtype {x.dtype}: use x.float() / 255 "
+            "(pixel values 0..255 become 0..1)"
+        )
     h, w = x.shape[-2:]
     if h % multiple or w % multiple:
         raise ValueError(
             f"height and width must be multiples of {multiple} (e.g. 320, 416, 608), got {h}x{w}"
+            + (" (yolo_lessons.images.image_batch(image, letterbox=416) resizes and pads)" if multiple == 32 else "")
         )

@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: book browser lint test unit notebooks exercises benchmark clean
+.PHONY: book browser lint test unit notebooks exercises lab benchmark clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ notebooks: $(BIN)/.installed
 # Regenerate the learner copies after a chapter changes (tests check they are up to date).
 exercises: $(BIN)/.installed
 	$(BIN)/python -m yolo_lessons.exercises make notebooks/[0-9][0-9]_*.ipynb --out notebooks/exercises --force
+
+# JupyterLab in this folder (notebooks/ and your my-exercises/), from the pinned environment;
+# extra options go in LAB_ARGS, e.g. `make lab LAB_ARGS=--no-browser`.
+lab: $(BIN)/.installed
+	$(BIN)/jupyter lab $(LAB_ARGS)
 
 benchmark: $(BIN)/.installed
 	$(BIN)/python benchmarks/throughput.py

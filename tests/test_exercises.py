@@ -411,7 +411,7 @@ def test_the_grade_command_exits_0_only_when_every_checkpoint_passes(tmp_path, c
     assert main(["grade", str(MINI), "--key-dir", str(FIXTURES)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "2 of 2 checkpoints passed"
     stray = write(nbformat.v4.new_notebook(), tmp_path / "stray.ipynb")  # no chapter of that name
-    assert main(["grade", str(stray)]) == 1
+    assert main(["grade", str(stray)]) == 2  # nothing was graded
     assert "no answer key" in capsys.readouterr().out
 
 
@@ -644,8 +644,9 @@ def test_a_class_folder_grades_every_student_despite_a_hanging_and_a_crashing_no
     # (without the setup cell, `nn` is undefined for his ConvBlock; grid_cells needs no import)
     assert totals == {"alice": "2/2", "bob": "1/2", "carol": "1/2", "dave": "2/2", "erin": "1/2", "frank": "1/2"}
     errors = {r["student"]: r["detail"] for r in rows if r["checkpoint"] == "-"}
-    assert errors["bob"].startswith("stopped after 25 s (the time limit) while running code cell")
-    assert errors["carol"].startswith("the kernel crashed while running code cell")
+    # grid_cells loops (or exits) when its checkpoint calls it
+    assert errors["bob"].startswith("stopped after 25 s (the time limit) while running the checkpoint check_grid_cells")
+    assert errors["carol"].startswith("the kernel crashed while running the checkpoint check_grid_cells(grid_cells)")
     assert errors["frank"].startswith("the setup cell (the chapter's first code cell: imports and seed) is missing")
     erin = [r["detail"] for r in rows if r["student"] == "erin" and r["checkpoint"] == "check_grid_cells(grid_cells)"]
     assert erin == ["grid_cells is not defined: the checkpoint uses that exact name (your notebook defines "

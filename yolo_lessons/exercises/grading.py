@@ -323,7 +323,7 @@ def grade(
         records, statuses = _run_nbval(tmp, sorted(runs), cell_timeout, limit)
         for name, (result, roles, key, submission) in runs.items():
             _collect(result, roles, key, records, name, _defined_names(submission))
-            stopped = _stopped_at(records, roles, name)
+            stopped = _stopped_at(records, roles, name, key)
             if statuses.get(name) == "timeout":
                 result.error = (
                     f"stopped after {limit} s (the time limit) while running {stopped}: "
@@ -435,15 +435,16 @@ def _one_session(
     return stopped, log.read_text(encoding="utf-8", errors="replace")
 
 
-def _stopped_at(records: dict, roles, name: str) -> str:
+def _stopped_at(records: dict, roles, name: str, key) -> str:
     """Which cell was running when the run stopped, in the learner's words."""
+    labels = {c.id: checkpoint_label(c.source) for c in key.cells if c.cell_type == "code"}
     for cell_num in range(len(roles) - 1, -1, -1):
         record = records.get((name, cell_num))
         if record is not None and record["outcome"] in ("started", "crashed"):
             role, what = roles[cell_num]
             if role == "cell":
                 return f"code cell {what}"
-            return "a checkpoint" if role == "checkpoint" else "the grader's setup cell"
+            return f"the checkpoint {labels[what]}" if role == "checkpoint" else "the grader's setup cell"
     return "the notebook"
 
 

@@ -506,6 +506,12 @@ CHAPTER_MISTAKES = {
         [("torch.cat([fine, coarse], dim=1)", "torch.cat([coarse, fine], dim=1)")],
         "CheckpointError: concatenated in the wrong order",
     ),
+    "yolov2-fuse-skipped": (  # was misnamed "missing reorg" (issue 15)
+        "04_yolov2",
+        "yolov2_forward",
+        [("model.detect(model.fuse(torch.cat(", "model.detect((torch.cat(")],
+        "CheckpointError: model.fuse was skipped",
+    ),
     "residual-addition-missing": (
         "05_darknet53",
         "MyResidualBlock",

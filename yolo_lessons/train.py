@@ -13,6 +13,12 @@ What one run does:
    0.005, per-class NMS at IoU 0.45, VOC all-point AP);
 5. saves ``OUT/checkpoint.pt`` at every evaluation, at the end and on Ctrl-C.
 
+``--model small_yolov3`` trains the scaled-down YOLOv3 (``small_yolov3``) the same way, with
+what YOLOv3 needs instead: nine k-means anchors in **input pixels**, split across its three
+heads by area (the smallest three to the stride-8 grid), the Darknet-exact ``yolo_loss`` (no
+prior warm-up: a ``[yolo]`` layer has none) and ``decode_yolov3``. ``--min-side`` and
+``--max-side`` set the range of object sizes ``data.make_image`` draws (fractions of the image).
+
 Why the loss is divided by the batch: Darknet sums the loss over the batch and divides the
 *learning rate* by the batch instead (``update_convolutional_layer``: ``learning_rate/batch``).
 With SGD the two are the same. Adam divides each gradient by its own running RMS, so scaling
@@ -55,12 +61,14 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .anchors import kmeans_anchors, mean_best_iou, to_grid_cells
-from .data import SHAPE_CLASSES, check_image_size, collate, make_image
-from .decode import box_corners, decode_yolov2
+from .data import MAX_SIDE, MIN_SIDE, SHAPE_CLASSES, check_image_size, collate, make_image
+from .decode import Detections, box_corners, decode_yolov2, decode_yolov3
 from .metrics import GroundTruth, mean_average_precision
 from .nms import VALID_THRESHOLD, postprocess
 from .region_loss import region_loss
 from .small_yolov2 import PASSTHROUGHS, STRIDE, SmallYOLOv2, small_yolov2
+from .small_yolov3 import SmallYOLOv3, small_yolov3
+from .yolo_loss import yolo_loss
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -71,8 +79,11 @@ REPEAT_SIGINT_SECONDS = 2.0
 # Options that define the run: a resumed run must keep them, or its losses would differ.
 RECIPE = (
     "steps", "batch_size", "image_size", "width", "lr", "weight_decay", "seed", "train_images",
-    "num_anchors", "passthrough", "prior_images",
+    "num_anchors", "passthrough", "prior_images", "model", "min_side", "max_side",
 )
+# The models --model trains, with their default number of k-means anchors: small_yolov2's are in
+# cells of its stride-16 grid ([region]), small_yolov3's in input pixels, three per head ([yolo]).
+MODEL_ANCHORS = {"small_yolov2": 5, "small_yolov3": 9}
 
 
 @dataclass
@@ -87,9 +98,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     train_images: int = 0
-    num_anchors: int = 5
+    num_anchors: int | None = None  # None: the model's own count, MODEL_ANCHORS
     passthrough: str | None = "darknet_reorg"
     prior_images: int = 12800
+    model: str = "small_yolov2"
+    min_side: float = MIN_SIDE
+    max_side: float = MAX_SIDE
     threads: int | None = None
     eval_every: int = 120
     eval_images: int = 500
@@ -103,7 +117,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first option that cannot work."""
-        for name in ("steps", "batch_size", "width", "num_anchors", "eval_images"):
+        for name in ("steps", "batch_size", "width", "eval_images"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"expected a positive integer {name}, got {value!r}")
@@ -112,6 +126,18 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"expected a non-negative integer {name}, got {value!r}")
         check_image_size(self.image_size)
+        if self.model not in MODEL_ANCHORS:
+            raise ValueError(f"expected model in {tuple(MODEL_ANCHORS)}, got {self.model!r}")
+        if self.num_anchors is not None and (
+            isinstance(self.num_anchors, bool) or not isinstance(self.num_anchors, int) or self.num_anchors < 1
+        ):
+            raise ValueError(f"expected a positive integer num_anchors, got {self.num_anchors!r}")
+        if self.model == "small_yolov3" and self.num_anchors not in (None, MODEL_ANCHORS["small_yolov3"]):
+            raise ValueError(f"small_yolov3 has three heads of three anchors: expected 9, got {self.num_anchors}")
+        if not 0 < self.min_side <= self.max_side <= 1:
+            raise ValueError(
+                f"expected 0 < min_side <= max_side <= 1 (fractions of the image), got {self.min_side}, {self.max_side}"
+            )
         if not self.lr > 0 or not self.weight_decay >= 0:
             raise ValueError(f"expected lr > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
         if self.passthrough not in PASSTHROUGHS:
@@ -148,7 +174,7 @@ class TrainHistory:
     interrupted: bool = False
     anchors: list[list[float]] = field(default_factory=list)
     checkpoint: str | None = None
-    model: SmallYOLOv2 | None = None
+    model: SmallYOLOv2 | SmallYOLOv3 | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,14 +216,14 @@ def _epoch_order(seed: int, epoch: int, train_images: int) -> np.ndarray:
 class ImageCache:
     """``make_image(index, seed, size)`` remembered: a run with ``train_images`` > 0 draws each once."""
 
-    def __init__(self, seed: int, size: int, keep: bool):
-        self.seed, self.size, self.keep = seed, size, keep
+    def __init__(self, seed: int, size: int, keep: bool, sides: tuple[float, float] = (MIN_SIDE, MAX_SIDE)):
+        self.seed, self.size, self.keep, self.sides = seed, size, keep, sides  # sides: (min, max) fractions
         self.images: dict[int, tuple[Tensor, Tensor]] = {}
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         if index in self.images:
             return self.images[index]
-        image, boxes = make_image(index, self.seed, self.size)
+        image, boxes = make_image(index, self.seed, self.size, min_side=self.sides[0], max_side=self.sides[1])
         item = torch.from_numpy(image), torch.from_numpy(boxes)  # (3, S, S) in [0, 1]; (M, 5) fractions
         if self.keep:
             self.images[index] = item
@@ -225,6 +251,36 @@ def _anchor_list(shapes: np.ndarray, num_anchors: int, seed: int) -> list[list[f
 
 
 # ---------------------------------------------------------------------------------------------
+# The models
+
+
+def build_model(
+    name: str, num_classes: int, anchors: list[list[float]], width: int, passthrough: str | None
+) -> SmallYOLOv2 | SmallYOLOv3:
+    """``small_yolov2`` (anchors in grid cells) or ``small_yolov3`` (anchors in input pixels, by area)."""
+    if name == "small_yolov3":
+        return small_yolov3(num_classes, anchors, width)
+    return small_yolov2(num_classes, anchors, width, passthrough)
+
+
+def model_loss(model: nn.Module, output, boxes: Tensor, counts: Tensor, num_classes: int, image_size: int,
+               seen: int, prior_images: int):
+    """The Darknet-exact loss of the model's kind: ``yolo_loss`` for three heads, ``region_loss`` for one."""
+    if isinstance(model, SmallYOLOv3):
+        return yolo_loss([o.float() for o in output], boxes, counts, model.anchors, model.masks, num_classes,
+                         image_size)
+    return region_loss(output.float(), boxes, counts, model.anchors, num_classes, seen=seen,
+                       prior_images=prior_images)
+
+
+def decode_output(model: nn.Module, output, image_size: int) -> Detections:
+    """Boxes of a forward pass, on the CPU: ``decode_yolov3`` for three heads, ``decode_yolov2`` for one."""
+    if isinstance(model, SmallYOLOv3):
+        return decode_yolov3([o.float().cpu() for o in output], model.anchors.cpu(), model.masks, image_size)
+    return decode_yolov2(output.float().cpu(), model.anchors.cpu())
+
+
+# ---------------------------------------------------------------------------------------------
 # Evaluation
 
 
@@ -244,8 +300,8 @@ def evaluate(
     detections = []
     try:
         for start in range(0, len(images), batch_size):
-            output = model(images[start : start + batch_size].to(device)).float().cpu()
-            detections += postprocess(decode_yolov2(output, model.anchors.cpu()), thresh=VALID_THRESHOLD)
+            output = model(images[start : start + batch_size].to(device))
+            detections += postprocess(decode_output(model, output, images.shape[-1]), thresh=VALID_THRESHOLD)
     finally:
         model.train(was_training)
     truths = [boxes[i, : counts[i]] for i in range(len(images))]  # (M_i, 5) class, cx, cy, w, h fractions
@@ -256,7 +312,7 @@ def evaluate(
 
 def held_out_set(config: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
     """The ``eval_images`` held-out images of ``eval_seed``, collated."""
-    cache = ImageCache(config.eval_seed, config.image_size, keep=False)
+    cache = ImageCache(config.eval_seed, config.image_size, keep=False, sides=(config.min_side, config.max_side))
     return cache.batch(range(config.eval_images))
 
 
@@ -299,11 +355,12 @@ def load_checkpoint(path: str) -> dict:
     return state
 
 
-def model_from_checkpoint(path: str) -> SmallYOLOv2:
-    """The trained ``small_yolov2`` of a checkpoint, in eval mode, with its anchors."""
+def model_from_checkpoint(path: str) -> SmallYOLOv2 | SmallYOLOv3:
+    """The trained ``small_yolov2`` (or ``small_yolov3``) of a checkpoint, in eval mode, with its anchors."""
     state = load_checkpoint(path)
     config = state["config"]
-    model = small_yolov2(len(state["classes"]), state["anchors"], config["width"], config["passthrough"])
+    model = build_model(config.get("model", "small_yolov2"), len(state["classes"]), state["anchors"],
+                        config["width"], config["passthrough"])
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -401,13 +458,12 @@ def train(config: TrainConfig | None = None, **options) -> TrainHistory:
 
 def _merge_resumed(config: TrainConfig, saved: dict, explicit: set[str]) -> TrainConfig:
     """The saved recipe, checked against the options the caller set explicitly."""
-    merged = asdict(config)
+    merged, defaults = asdict(config), asdict(TrainConfig())
     for name in RECIPE:
-        if name in explicit and merged[name] != saved[name]:
-            raise ValueError(
-                f"--resume continues the saved run: {name} was {saved[name]!r} there, got {merged[name]!r}"
-            )
-        merged[name] = saved[name]
+        was = saved.get(name, defaults[name])  # a checkpoint older than an option ran with its default
+        if name in explicit and merged[name] != was:
+            raise ValueError(f"--resume continues the saved run: {name} was {was!r} there, got {merged[name]!r}")
+        merged[name] = was
     return TrainConfig(**merged)
 
 
@@ -415,14 +471,18 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
     rank, world_size, talk = processes.rank, processes.world_size, processes.main and config.verbose
     device = torch.device(f"cuda:{processes.local_rank}" if config.device == "cuda" else "cpu")
     grid_size = config.image_size // STRIDE  # 6 cells at 96 px
-    cache = ImageCache(config.seed, config.image_size, keep=config.train_images > 0)
+    cache = ImageCache(config.seed, config.image_size, keep=config.train_images > 0,
+                       sides=(config.min_side, config.max_side))
+    v3 = config.model == "small_yolov3"
+    anchor_unit = config.image_size if v3 else grid_size  # x fractions: input pixels ([yolo]) or grid cells
     num_classes = len(SHAPE_CLASSES)
 
     anchor_images = min(ANCHOR_IMAGES, config.train_images or ANCHOR_IMAGES)
-    shapes = box_shapes(cache, anchor_images, grid_size)  # (B, 2) grid cells
-    anchors = _anchor_list(shapes, config.num_anchors, config.seed) if resumed is None else resumed["anchors"]
+    shapes = box_shapes(cache, anchor_images, anchor_unit)  # (B, 2) grid cells, or pixels for small_yolov3
+    num_anchors = config.num_anchors or MODEL_ANCHORS[config.model]
+    anchors = _anchor_list(shapes, num_anchors, config.seed) if resumed is None else resumed["anchors"]
     torch.manual_seed(config.seed)  # the initial weights
-    model = small_yolov2(num_classes, anchors, config.width, config.passthrough).to(device)
+    model = build_model(config.model, num_classes, anchors, config.width, config.passthrough).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory(anchors=anchors, model=model)
     step = 0
@@ -444,14 +504,16 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
     held_out = held_out_set(config) if processes.main and config.eval_every > 0 else None
     checkpoint_path = os.path.join(config.out, CHECKPOINT_NAME) if config.out is not None else None
     if talk:
+        grids = [config.image_size // s for s in model.strides] if v3 else [grid_size]
         print(
-            f"small_yolov2 width {config.width}, {config.image_size}x{config.image_size} px, "
-            f"{grid_size}x{grid_size} grid, {sum(p.numel() for p in model.parameters()):,} parameters; "
+            f"{config.model} width {config.width}, {config.image_size}x{config.image_size} px, "
+            f"{', '.join(f'{g}x{g}' for g in grids)} grid, {sum(p.numel() for p in model.parameters()):,} parameters; "
             f"{world_size} process(es) x {config.batch_size} images per step, {torch.get_num_threads()} thread(s)"
         )
         fit = mean_best_iou(anchors, shapes)
         print(
-            "k-means anchors (w x h, grid cells): " + ", ".join(f"{w:.2f}x{h:.2f}" for w, h in anchors)
+            f"k-means anchors (w x h, {'input pixels' if v3 else 'grid cells'}): "
+            + ", ".join(f"{w:.2f}x{h:.2f}" for w, h in anchors)
             + f"; mean best IoU {fit:.3f} over the boxes of {anchor_images} training images"
         )
 
@@ -494,9 +556,9 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
             images, boxes, counts = cache.batch(indices)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config.steps, config.lr)
-            output = network(images.to(device))  # (N, A*(5+C), H/16, W/16)
-            result = region_loss(
-                output.float(), boxes.to(device), counts.to(device), model.anchors, num_classes,
+            output = network(images.to(device))  # (N, A*(5+C), H/16, W/16), or three heads for small_yolov3
+            result = model_loss(
+                model, output, boxes.to(device), counts.to(device), num_classes, config.image_size,
                 seen=(step + 1) * world_size * config.batch_size,  # train_network_datum adds the batch first
                 prior_images=config.prior_images,
             )
@@ -592,8 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m yolo_lessons.train",
         description=(
-            "Train the book's scaled-down YOLOv2 (small_yolov2) on synthetic shapes with the "
-            "Darknet-exact region loss, and report held-out mAP@0.5. Run it with "
+            "Train the book's scaled-down YOLOv2 (small_yolov2, Darknet-exact region loss) or YOLOv3 "
+            "(--model small_yolov3, Darknet-exact yolo loss) on synthetic shapes, and report held-out "
+            "mAP@0.5. Run it with "
             "OMP_WAIT_POLICY=PASSIVE on a shared CPU; under torchrun it trains on every process."
         ),
         argument_default=argparse.SUPPRESS,  # only options given on the command line reach train()
@@ -608,11 +671,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, help=f"seed of the training images, initial weights, k-means (default {defaults.seed})")
     add("--train-images", type=int, help="cycle over this many training images in seeded epochs; "
         f"0 draws a new image for every sample (default {defaults.train_images})")
+    add("--model", choices=list(MODEL_ANCHORS), help="the scaled-down YOLOv2 (one head, region loss) or YOLOv3 "
+        f"(three heads, yolo loss) (default {defaults.model})")
     add("--anchors", dest="num_anchors", type=int, metavar="K",
-        help=f"number of k-means anchors (default {defaults.num_anchors})")
+        help="number of k-means anchors (default 5 for small_yolov2; small_yolov3 takes exactly 9)")
+    add("--min-side", type=float, help=f"smallest object side drawn, a fraction of the image (default {MIN_SIDE})")
+    add("--max-side", type=float, help=f"largest object side drawn, a fraction of the image (default {MAX_SIDE})")
     add("--passthrough", choices=["darknet_reorg", "space_to_depth", "none"],
-        help=f"how the passthrough folds its 2x2 blocks, or none (default {defaults.passthrough})")
-    add("--prior-images", type=int, help="the loss pulls every box toward its anchor until this many images "
+        help=f"small_yolov2: how the passthrough folds its 2x2 blocks, or none (default {defaults.passthrough})")
+    add("--prior-images", type=int, help="small_yolov2: the loss pulls every box toward its anchor until this "
+        "many images "
         f"were seen, Darknet's warm-up (default {defaults.prior_images}, as Darknet)")
     add("--threads", type=int, help="torch.set_num_threads for each process; same seed and threads give "
         "bit-identical losses (default: torch's choice)")

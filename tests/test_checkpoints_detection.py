@@ -148,7 +148,7 @@ def ap_numpy(scores, true_positive, num_ground_truth):
 
 def ap_walk(scores, true_positive, num_ground_truth):
     """The same area added up from the best precision at each new recall, in plain Python."""
-    pairs = sorted(zip(scores.tolist(), true_positive.tolist()), key=lambda p: -p[0])
+    pairs = sorted(zip(scores.tolist(), true_positive.tolist(), strict=True), key=lambda p: -p[0])
     points, hits = [], 0
     for n, (_, hit) in enumerate(pairs, start=1):
         hits += hit

@@ -342,7 +342,20 @@ def _same_state(a: nn.Module, b: nn.Module, buffers: bool) -> bool:
 
 
 def check_train_step(train_step: Callable) -> None:
-    """Check ``train_step(model, optimizer, images, boxes, counts, seen) -> float`` (the loss per image)."""
+    """Check ``train_step(model, optimizer, images, boxes, counts, seen) -> float`` (the loss per image).
+
+    Runs on one thread (restored after): a model this small gains nothing from more, and
+    on a busy machine waiting threads make every step many times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_train_step(train_step)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_train_step(train_step: Callable) -> None:
     batches = step_batches()
     for kind, name in enumerate(OPTIMIZERS):
         model, losses = _run_steps(train_step, kind, batches, learner=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import NOTE_PREFIX, CheckpointError
 from yolo_lessons.checkpoints.region import check_assign_target, check_coord_loss, check_kmeans_iou
 
 # --- Exercise 1: k-means with 1 - IoU -------------------------------------------------
@@ -94,7 +94,7 @@ def test_kmeans_checkpoint_reports_a_stub_as_not_implemented():
 
 
 def assign(box, anchors, grid, *, cell=math.floor, clamp=True, euclid=False, fraction_iou=False, tw="ln",
-           swap=False, offset=True, as_float=False):
+           swap=False, offset=True, as_float=False, numpy_anchor=False):
     """A learner's assignment; the keywords make the known mistakes."""
     cx, cy, w, h = box
     column, row = cell(cx * grid), cell(cy * grid)
@@ -109,7 +109,9 @@ def assign(box, anchors, grid, *, cell=math.floor, clamp=True, euclid=False, fra
     aw, ah = anchors[anchor]
     ratios = {"ln": (w * grid / aw, h * grid / ah), "fraction": (w / aw, h / ah), "inverted": (aw / (w * grid),
                                                                                              ah / (h * grid))}
-    tw_, th_ = (math.log(r) for r in ratios[tw])
+    if numpy_anchor:  # np.argmax answers with a numpy integer, not the plain int the exercise asks for
+        anchor = np.argmax(scores)
+    tw_, th_ = ratios["ln"] if tw == "no log" else (math.log(r) for r in ratios[tw])
     tx = cx * grid - column if offset else cx * grid
     targets = (tx, cy * grid - row, tw_, th_)
     if swap:
@@ -147,7 +149,9 @@ def test_assign_checkpoint_passes_correct_answers(fn, capsys):
         ({"tw": "inverted"}, "upside down"),
         ({"swap": True}, "row and column are swapped"),
         ({"offset": False}, "offset inside the cell"),
-        ({"as_float": True}, "the row must be a plain int"),
+        ({"as_float": True}, "the row must be a plain Python int"),
+        ({"numpy_anchor": True}, "the anchor must be a plain Python int .* int64"),
+        ({"tw": "no log"}, "tw and th are logarithms"),
     ],
 )
 def test_assign_checkpoint_names_the_known_mistakes(switches, message):
@@ -172,6 +176,12 @@ def coord_loss_loop(pred, target, truth_wh, coord_scale=1.0):
     return total
 
 
+def coord_loss_column_weights(pred, target, truth_wh, coord_scale=1.0):
+    """The (K,) weight multiplied straight into the (K, 4) errors: it broadcasts along the coordinates."""
+    weight = coord_scale * (2 - truth_wh[:, 0] * truth_wh[:, 1])  # (K,)
+    return 0.5 * (weight * (target - pred) ** 2).sum()  # right for K = 1, wrong for K = 4, an error otherwise
+
+
 @pytest.mark.parametrize("fn", [coord_loss, coord_loss_loop])
 def test_coord_loss_checkpoint_passes_correct_answers(fn, capsys):
     check_coord_loss(fn)
@@ -184,6 +194,7 @@ def test_coord_loss_checkpoint_passes_correct_answers(fn, capsys):
         (lambda p, t, wh, coord_scale=1.0: coord_scale * (((t - p) ** 2).sum()) / 2, r"\(2 - w\*h\) weight is missing"),
         (lambda p, t, wh, coord_scale=1.0: 2 * coord_loss(p, t, wh, coord_scale), "HALF the squared error"),
         (lambda p, t, wh, coord_scale=1.0: coord_loss(p, t, wh, coord_scale) / len(p), "do not average"),
+        (coord_loss_column_weights, "spread over the 4 coordinates"),
         (lambda p, t, wh, coord_scale=1.0: coord_loss(p, t, wh, 1.0), "coord_scale is not applied"),
         (lambda p, t, wh, coord_scale=1.0: coord_loss(p.detach(), t, wh, coord_scale), "differentiable"),
         (lambda p, t, wh, coord_scale=1.0: float(coord_loss(p, t, wh, coord_scale)), "scalar tensor"),
@@ -193,3 +204,26 @@ def test_coord_loss_checkpoint_passes_correct_answers(fn, capsys):
 def test_coord_loss_checkpoint_names_the_known_mistakes(fn, message):
     with pytest.raises(CheckpointError, match=message):
         check_coord_loss(fn)
+
+
+# --- What the learner's code prints is shown after the report, never graded ------------
+
+
+@pytest.mark.parametrize(
+    ("check", "answer"),
+    [
+        (check_kmeans_iou, kmeans_loop),
+        (check_assign_target, assign),
+        (check_coord_loss, coord_loss),
+    ],
+)
+def test_a_print_in_a_correct_answer_is_shown_after_the_report_and_passes(check, answer, capsys):
+    def chatty(*args, **kwargs):
+        print("debugging")
+        return answer(*args, **kwargs)
+
+    check(chatty)
+    lines = capsys.readouterr().out.splitlines()
+    report = [line for line in lines if not line.startswith(NOTE_PREFIX)]
+    assert report[-1].endswith("... ok")
+    assert lines.index(report[-1]) < lines.index(NOTE_PREFIX + "  debugging")  # notes come after the report

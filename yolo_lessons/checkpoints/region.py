@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..anchors import box_shape_iou, kmeans_anchors, mean_best_iou
-from .common import CheckpointError, call, expect
+from .common import CheckpointError, call, checkpoint, expect, integer_problem
 
 # --- Exercise 1: k-means with 1 - IoU -------------------------------------------------
 
@@ -61,6 +61,7 @@ def _is_fixed_point(wh: np.ndarray, centroids: np.ndarray, distance: str, update
     return True
 
 
+@checkpoint
 def check_kmeans_iou(kmeans_iou: Callable) -> None:
     """Check ``kmeans_iou(wh, k, seed=0) -> (k, 2)`` anchors, sorted by area, smallest first."""
     wh = _mixed_scales()
@@ -156,10 +157,6 @@ _ASSIGN_MISTAKES = (
 )
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _same_assignment(got, expected) -> bool:
     return tuple(got[:3]) == tuple(expected[:3]) and all(
         math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) for a, b in zip(got[3], expected[3], strict=True)
@@ -176,14 +173,16 @@ def _unpack_assignment(got) -> tuple:
     return row, column, anchor, targets
 
 
+@checkpoint
 def check_assign_target(assign_target: Callable) -> None:
     """Check ``assign_target(box, anchors, grid) -> (row, column, anchor, (tx, ty, tw, th))``."""
     answers = []
     for box, anchors, grid in ASSIGN_CASES:
         row, column, anchor, targets = _unpack_assignment(call(assign_target, box, anchors, grid))
         for name, value in (("row", row), ("column", column), ("anchor", anchor)):
-            expect(_is_int(value), f"the {name} must be a plain int (use int(...)), got {type(value).__name__}")
-        answers.append((int(row), int(column), int(anchor), targets))
+            problem = integer_problem(value)  # exactly int, as promised: not a numpy int, float or tensor
+            expect(not problem, f"the {name} must be a plain Python int (wrap it in int(...)): {problem}")
+        answers.append((row, column, anchor, targets))
     for (box, anchors, grid), got in zip(ASSIGN_CASES, answers, strict=True):
         expected = _reference_assign(box, anchors, grid)
         if _same_assignment(got, expected):
@@ -209,9 +208,14 @@ def check_assign_target(assign_target: Callable) -> None:
 # --- Exercise 3: the coordinate loss with its (2 - w*h) weight -----------------------
 
 
-def _coord_reference(pred, target, truth_wh, coord_scale: float, *, weight=True, half=True, mean=False):
+def _coord_reference(pred, target, truth_wh, coord_scale: float, *, weight=True, half=True, mean=False,
+                     by_column=False):
+    """The coordinate loss; the keywords switch on the known mistakes (None where one cannot happen)."""
     scale = coord_scale * (2 - truth_wh[:, 0] * truth_wh[:, 1]) if weight else torch.full_like(truth_wh[:, 0], 1.0)
-    per_box = scale * ((target - pred) ** 2).sum(dim=1) * (0.5 if half else 1.0)  # (K,)
+    squared = (target - pred) ** 2  # (K, 4)
+    if by_column:  # (K,) weights times (K, 4) errors broadcast along the coordinates: possible only for K = 4
+        return 0.5 * (scale[None, :] * squared).sum() if len(pred) == squared.shape[1] else None
+    per_box = scale * squared.sum(dim=1) * (0.5 if half else 1.0)  # (K,)
     return per_box.mean() if mean else per_box.sum()
 
 
@@ -221,13 +225,15 @@ _COORD_MISTAKES = (
     ({"half": False}, "the loss is twice the reference: Darknet's delta is the gradient of HALF the squared "
      "error, so multiply by 1/2"),
     ({"mean": True}, "sum over the boxes, do not average: Darknet sums its deltas over the batch"),
+    ({"by_column": True}, "the K weights were spread over the 4 coordinates: a (K,) weight times (K, 4) errors "
+     "broadcasts along the columns, so box k's weight lands on coordinate k; give it shape (K, 1) (weight[:, None])"),
 )
 
 
 def _coord_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]:
     generator = torch.Generator().manual_seed(7)
     cases = []
-    for count, coord_scale in ((1, 1.0), (3, 1.0), (6, 2.5)):
+    for count, coord_scale in ((1, 1.0), (4, 1.0), (3, 1.0), (6, 2.5)):  # 4 boxes: a (K,) weight broadcasts
         xy = torch.rand(count, 2, generator=generator, dtype=torch.float64)  # sigmoid(tx), sigmoid(ty)
         twh = torch.randn(count, 2, generator=generator, dtype=torch.float64)  # raw tw, th
         pred = torch.cat([xy, twh], dim=1)
@@ -240,6 +246,7 @@ def _coord_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float
     return cases
 
 
+@checkpoint
 def check_coord_loss(coord_loss: Callable) -> None:
     """Check ``coord_loss(pred, target, truth_wh, coord_scale=1.0) -> scalar tensor``."""
     for pred, target, truth_wh, coord_scale in _coord_cases():
@@ -255,8 +262,8 @@ def check_coord_loss(coord_loss: Callable) -> None:
         case = f"({len(pred)} boxes, coord_scale={coord_scale})"
         if not torch.allclose(got.detach().double(), expected, rtol=1e-5, atol=1e-8):
             for switches, mistake in _COORD_MISTAKES:
-                if torch.allclose(got.detach().double(), _coord_reference(pred, target, truth_wh, coord_scale,
-                                                                            **switches), rtol=1e-5, atol=1e-8):
+                wrong = _coord_reference(pred, target, truth_wh, coord_scale, **switches)
+                if wrong is not None and torch.allclose(got.detach().double(), wrong, rtol=1e-5, atol=1e-8):
                     raise CheckpointError(f"{mistake} {case}")
             if coord_scale != 1 and torch.allclose(got.detach().double(), expected / coord_scale, rtol=1e-5):
                 raise CheckpointError(f"coord_scale is not applied: multiply the weight by it {case}")

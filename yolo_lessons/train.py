@@ -88,10 +88,16 @@ MODEL_ANCHORS = {"small_yolov2": 5, "small_yolov3": 9}
 
 @dataclass
 class TrainConfig:
-    """Every option of ``python -m yolo_lessons.train``; the defaults are the book's recipe."""
+    """Every option of ``python -m yolo_lessons.train``; the defaults are the book's recipe.
 
-    steps: int = 480
-    batch_size: int = 32
+    The recipe: 96 x 96 images, width 8, 5 k-means anchors, AdamW at lr 4e-3 on the loss per
+    image, cosine to 0, batch 16 for 960 steps. Measured on one seed (1 thread, a busy 2-core
+    machine): held-out mAP@0.5 0.79 after 960 steps of 16 images, against 0.70 after 480 steps
+    of 32 (the same images, about the same seconds) and 0.86 after 960 steps of 32.
+    """
+
+    steps: int = 960
+    batch_size: int = 16
     image_size: int = 96
     width: int = 8
     lr: float = 4e-3
@@ -105,7 +111,7 @@ class TrainConfig:
     min_side: float = MIN_SIDE
     max_side: float = MAX_SIDE
     threads: int | None = None
-    eval_every: int = 120
+    eval_every: int = 240
     eval_images: int = 500
     eval_seed: int = 1000
     out: str | None = "runs/train"

@@ -102,7 +102,7 @@ def check_kmeans_iou(kmeans_iou: Callable) -> None:
         "start from k distinct boxes of the data set",
     )
     print("three obvious groups found, anchors sorted by area ... ok")
-    print("a fixed point of k-means with 1 - IoU and the mean update, same anchors for the same seed ... ok")
+    print("converged k-means (1 - IoU, mean update); same seed, same anchors ... ok")
 
 
 # --- Exercise 2: a ground truth's cell, anchor and targets ----------------------------
@@ -276,4 +276,4 @@ def check_coord_loss(coord_loss: Callable) -> None:
             f"the gradient with respect to pred is not minus Darknet's delta {case}",
         )
     print("coord loss with the (2 - w*h) weight, summed over the boxes ... ok")
-    print("its gradient is minus Darknet's delta, coord_scale * (2 - w*h) * (target - pred) ... ok")
+    print("its gradient is minus Darknet's delta ... ok")

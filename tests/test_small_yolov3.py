@@ -137,3 +137,24 @@ def test_bad_arguments_raise_value_errors_that_say_what_was_expected(kwargs, mes
 def test_input_not_a_multiple_of_32_is_refused():
     with pytest.raises(ValueError, match="multiples of 32"):
         small_yolov3()(torch.rand(1, 3, 100, 100))
+
+
+def test_the_training_command_trains_small_yolov3_with_nine_pixel_anchors_and_reloads_it(tmp_path):
+    from yolo_lessons.train import model_from_checkpoint, parse_args, train
+
+    options = parse_args(["--model", "small_yolov3", "--min-side", "0.1", "--max-side", "0.5"])
+    assert options == {"model": "small_yolov3", "min_side": 0.1, "max_side": 0.5}
+    history = train(steps=3, batch_size=2, image_size=32, width=4, threads=1, train_images=4, eval_images=4,
+                    eval_every=3, progress=False, verbose=False, out=str(tmp_path), **options)
+    assert len(history.losses) == 3 and set(history.parts) == {"coord", "obj", "noobj", "class"}  # yolo_loss
+    assert len(history.anchors) == 9  # k-means, in input pixels: every side within the 32-pixel image
+    assert all(0 < w <= 32 and 0 < h <= 32 for w, h in history.anchors)
+    model = model_from_checkpoint(str(tmp_path / "checkpoint.pt"))
+    assert isinstance(model, SmallYOLOv3) and model.anchors.tolist() == history.anchors
+
+
+def test_the_training_command_refuses_other_than_nine_anchors_for_small_yolov3():
+    from yolo_lessons.train import train
+
+    with pytest.raises(ValueError, match="expected 9"):
+        train(model="small_yolov3", num_anchors=5, out=None)

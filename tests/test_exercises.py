@@ -2,10 +2,10 @@
 
 The edge cases run on a small fixture chapter, tests/fixtures/mini_chapter.ipynb (two
 exercises: a ConvBlock class and a function, checked by tests/fixtures/mini_checks.py).
-The real chapters are graded a few times in all, by module-scoped fixtures: the chapters
-themselves, their learner copies as generated (each a whole run), and learner copies cut
-down to the setup cell and the Exercises section -- the reference solutions filled in,
-or one known mistake planted per copy.
+The real chapters are graded a few times in all, by module-scoped fixtures, each variant
+cut down to the setup cell and the Exercises section (nbval runs the whole chapters
+anyway): the chapters themselves, their learner copies as generated, the learner copies
+with the reference solutions filled in, and one known mistake planted per copy.
 """
 
 from __future__ import annotations
@@ -553,15 +553,21 @@ def chapters(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chapters")
     paths, problems, targets = {}, {}, {}
     for path in CHAPTERS:
-        paths[path.stem, "chapter"] = path
+        # Every variant is cut down to the setup cell, the Exercises section and what it
+        # uses, as exercises_only says: the rest of a chapter is already run by nbval, is
+        # identical in its learner copy (only solution cells change, and they all come after
+        # the heading), and may train a network for a minute.
         try:
             chapter = read(path)
+            paths[path.stem, "chapter"] = write(exercises_only(chapter), folder / "chapter" / path.name)
             stubbed = learner_copy(chapter, path.name)
-            paths[path.stem, "as-generated"] = write(stubbed, folder / "as-generated" / path.name)
+            paths[path.stem, "as-generated"] = write(exercises_only(stubbed), folder / "as-generated" / path.name)
             reference = exercises_only(filled(stubbed, chapter))
             paths[path.stem, "filled"] = write(reference, folder / "filled" / path.name)
         except (AssertionError, ExerciseFormatError, ValueError) as exc:
-            problems[path.stem, "as-generated"] = problems[path.stem, "filled"] = f"{type(exc).__name__}: {exc}"
+            problem = f"{type(exc).__name__}: {exc}"
+            for variant in ("chapter", "as-generated", "filled"):
+                problems[path.stem, variant] = problem
     for name, (stem, defined, edits, _) in CHAPTER_MISTAKES.items():
         try:
             chapter = read(ROOT / "notebooks" / f"{stem}.ipynb")
@@ -582,6 +588,19 @@ def graded(chapters, key):
     if isinstance(result, str):
         pytest.fail(f"{key}: {result}")
     return result
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_every_solution_cell_comes_after_the_exercises_heading(path):
+    # What lets the chapter fixture grade cut-down copies: the cells before the heading are
+    # the same in a learner copy and see no stub, so nbval's run of the chapter covers them.
+    notebook = read(path)
+    heading = next(
+        i
+        for i, c in enumerate(notebook.cells)
+        if c.cell_type == "markdown" and re.search(r"^#+ *Exercises\b", c.source, re.M)
+    )
+    assert all(notebook.cells.index(c) > heading for c in solution_cells(notebook))
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)

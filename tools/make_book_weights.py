@@ -1,6 +1,6 @@
 """Write the book's trained small YOLOv2 as a Darknet .weights file (for authors).
 
-    OMP_WAIT_POLICY=PASSIVE python -m yolo_lessons.train --seed 0 --threads 1 --width 4 --out runs/book
+    OMP_WAIT_POLICY=PASSIVE python -m yolo_lessons.train --seed 0 --threads 1 --out runs/book
     python tools/make_book_weights.py runs/book/checkpoint.pt yolo_lessons/weights/small_yolov2_shapes.weights
 
 Reads the checkpoint the training command wrote (``train.model_from_checkpoint``), writes its

@@ -33,13 +33,13 @@ from .small_yolov2 import SmallYOLOv2, small_yolov2
 BOOK_WEIGHTS = Path(__file__).parent / "weights" / "small_yolov2_shapes.weights"
 BOOK_WIDTH = 8  # --width of the run that made BOOK_WEIGHTS (the command's default)
 # The run's 5 k-means anchors (its checkpoint's "anchors", as tools/make_book_weights.py prints them),
-# (w, h) in cells of the stride-16 grid; the command prints them rounded: 0.88x0.95, ..., 2.70x2.95.
+# (w, h) in cells of the stride-16 grid; the command prints them rounded: 1.62x1.36, ..., 3.16x2.65.
 BOOK_ANCHORS: tuple[tuple[float, float], ...] = (
-    (0.878250593887576, 0.9468823899614051),
-    (1.5113232632830977, 1.237566606745415),
-    (1.5086259060419789, 2.2904055690072638),
-    (2.615747214029621, 1.7409217849623557),
-    (2.69581981312919, 2.9474431965258217),
+    (1.6153387402589539, 1.3640267161922601),
+    (1.4860008798894428, 2.192460313991264),
+    (2.5429753837237334, 1.7195458415712281),
+    (2.0882675422257497, 2.9451754489227344),
+    (3.162642055445097, 2.646306824277748),
 )
 
 

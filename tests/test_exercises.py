@@ -521,7 +521,7 @@ CHAPTER_MISTAKES = {
     "max-pool-misplaced": (
         "02_darknet19",
         "course_darknet",
-        [("max_pool=i in (1, 2, 5, 8, 11)))", "max_pool=i in (1, 2, 4, 8, 11)))")],
+        [("pool = i in (1, 2, 5, 8, 11)", "pool = i in (1, 2, 4, 8, 11)")],
         "CheckpointError: a max-pool is in the wrong place",
     ),
     "yolov3-concat-order": (

@@ -122,6 +122,7 @@ def plain(text: str) -> str:
     text = re.sub(r"\{[a-z]+\}`([^`<]*?)(?:\s*<[^>]*>)?`", r"\1", text)  # {role}`text <target>`
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # [text](link)
     text = re.sub(r"[*_`$\\]", "", text)
+    text = text.replace("'", "\u2019")  # Sphinx's smart quotes show an apostrophe as ’
     return " ".join(text.split())
 
 

@@ -116,7 +116,7 @@ def region_loss(
     log_probs = torch.log_softmax(p[:, :, 5:], dim=2)  # (N, A, C, H, W)
 
     with torch.no_grad():  # targets and scales are constants
-        pred = _decode(box.detach(), anchors)  # (N, A, H, W, 4) cx, cy, w, h fractions
+        pred = _decode(box[..., :2].detach(), box[..., 2:].detach(), anchors, (w, h))  # (N, A, H, W, 4) fractions
         valid = torch.arange(m, device=device) < counts[:, None]  # (N, M) real truth rows
 
         # Pass 1, over every (b, j, i, n) of forward_region_layer.
@@ -212,18 +212,25 @@ def region_loss(
     return RegionLoss(loss, delta.reshape(output.shape), parts)
 
 
-def _decode(box: Tensor, anchors: Tensor) -> Tensor:
-    """get_region_box: (N, A, H, W, 4) sigma(tx), sigma(ty), tw, th -> cx, cy, w, h fractions."""
-    _, a, h, w, _ = box.shape
-    cols = torch.arange(w, device=box.device, dtype=box.dtype).view(1, 1, 1, w)
-    rows = torch.arange(h, device=box.device, dtype=box.dtype).view(1, 1, h, 1)
-    anchor_w, anchor_h = anchors[:, 0].view(1, a, 1, 1), anchors[:, 1].view(1, a, 1, 1)  # cells
+def _decode(xy: Tensor, twh: Tensor, anchors: Tensor, anchor_units: tuple[int, int]) -> Tensor:
+    """Decoded boxes as get_region_box and get_yolo_box make them, (N, A, H, W, 4) cx, cy, w, h fractions.
+
+    xy: sigma(tx), sigma(ty) and twh: raw tw, th, each (N, A, H, W, 2); anchors (A, 2) in the
+    units of which ``anchor_units`` = (width, height) is the whole image: grid cells for
+    YOLOv2's [region] (the grid's W, H), input pixels for YOLOv3's [yolo] (the net's w, h).
+    Shared by region_loss and yolo_loss.
+    """
+    _, a, h, w, _ = xy.shape
+    units_w, units_h = anchor_units
+    cols = torch.arange(w, device=xy.device, dtype=xy.dtype).view(1, 1, 1, w)
+    rows = torch.arange(h, device=xy.device, dtype=xy.dtype).view(1, 1, h, 1)
+    anchor_w, anchor_h = anchors[:, 0].view(1, a, 1, 1), anchors[:, 1].view(1, a, 1, 1)
     return torch.stack(
         [
-            (cols + box[..., 0]) / w,
-            (rows + box[..., 1]) / h,
-            torch.exp(box[..., 2]) * anchor_w / w,
-            torch.exp(box[..., 3]) * anchor_h / h,
+            (cols + xy[..., 0]) / w,
+            (rows + xy[..., 1]) / h,
+            torch.exp(twh[..., 0]) * anchor_w / units_w,
+            torch.exp(twh[..., 1]) * anchor_h / units_h,
         ],
         dim=-1,
     )

@@ -72,7 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .region_loss import _box_iou  # Darknet's box_iou (src/box.c), shared with the [region] loss
+from .region_loss import _box_iou, _decode  # box.c's box_iou and the box decoding, shared with [region]
 
 IGNORE_THRESH = 0.7  # yolov3.cfg, every [yolo] section: ignore_thresh = .7
 VOC_IGNORE_THRESH = 0.5  # yolov3-voc.cfg: ignore_thresh = .5 (also parse_yolo's default)
@@ -227,7 +227,7 @@ def _yolo_layer(
 
     with torch.no_grad():  # targets are constants
         p_xy, p_obj, p_class = torch.sigmoid(z_xy), torch.sigmoid(z_obj), torch.sigmoid(z_class)
-        pred = _decode(p_xy, z_wh.detach(), layer_anchors, (net_h, net_w))  # (N, A, H, W, 4) fractions
+        pred = _decode(p_xy, z_wh.detach(), layer_anchors, (net_w, net_h))  # (N, A, H, W, 4) fractions
         valid = torch.arange(m, device=device) < counts[:, None]  # (N, M) real truth rows
 
         # Pass 1, over every (b, j, i, n): best_iou of the decoded box with any truth of the
@@ -366,24 +366,6 @@ def _box_targets(
             g[:, 1] * h - row,  # ty = truth.y*lh - j
             torch.log(g[:, 2] * net_w / anchor[:, 0]),  # tw = log(truth.w*w / biases[2*n])
             torch.log(g[:, 3] * net_h / anchor[:, 1]),  # th = log(truth.h*h / biases[2*n+1])
-        ],
-        dim=-1,
-    )
-
-
-def _decode(p_xy: Tensor, t_wh: Tensor, anchors: Tensor, image_size: tuple[int, int]) -> Tensor:
-    """get_yolo_box: sigma(tx), sigma(ty), tw, th of (N, A, H, W) -> (N, A, H, W, 4) cx, cy, w, h fractions."""
-    _, a, h, w, _ = p_xy.shape
-    net_h, net_w = image_size
-    cols = torch.arange(w, device=p_xy.device, dtype=p_xy.dtype).view(1, 1, 1, w)
-    rows = torch.arange(h, device=p_xy.device, dtype=p_xy.dtype).view(1, 1, h, 1)
-    anchor_w, anchor_h = anchors[:, 0].view(1, a, 1, 1), anchors[:, 1].view(1, a, 1, 1)  # pixels
-    return torch.stack(
-        [
-            (cols + p_xy[..., 0]) / w,
-            (rows + p_xy[..., 1]) / h,
-            torch.exp(t_wh[..., 0]) * anchor_w / net_w,
-            torch.exp(t_wh[..., 1]) * anchor_h / net_h,
         ],
         dim=-1,
     )

@@ -70,6 +70,19 @@ def test_learning_rate_is_a_cosine_from_lr_to_zero():
     assert learning_rate(480, 480, 4e-3) == pytest.approx(0.0, abs=1e-18)
 
 
+def test_learning_rate_warms_up_linearly_then_follows_the_cosine():
+    assert [learning_rate(s, 100, 8e-3, warmup=4) for s in range(4)] == pytest.approx([2e-3, 4e-3, 6e-3, 8e-3])
+    assert learning_rate(4, 100, 8e-3, warmup=4) == pytest.approx(8e-3)  # the cosine starts at the top
+    assert learning_rate(52, 100, 8e-3, warmup=4) == pytest.approx(4e-3)  # half way through the 96 cosine steps
+    assert learning_rate(100, 100, 8e-3, warmup=4) == pytest.approx(0.0, abs=1e-18)
+
+
+def test_a_worker_process_draws_the_same_batches():
+    assert train(out=None, **{**TINY, "workers": 0}).losses == train(out=None, **{**TINY, "workers": 1}).losses
+    assert train(out=None, **{**TINY, "workers": 2, "train_images": 0}).losses == train(
+        out=None, **{**TINY, "workers": 0, "train_images": 0}).losses
+
+
 def test_anchors_are_kmeans_of_the_training_boxes_in_grid_cells():
     cache = ImageCache(seed=3, size=96, keep=True)
     anchors = anchors_from_images(cache, count=20, num_anchors=5, grid_size=6, seed=3)
@@ -117,6 +130,16 @@ def test_resume_continues_the_same_loss_sequence(tmp_path):
     before = load_checkpoint(tmp_path / "straight" / CHECKPOINT_NAME)
     for name, tensor in before["model"].items():
         assert torch.equal(tensor, after["model"][name]), name
+
+
+def test_a_checkpoint_from_before_the_warm_up_resumes_without_one(tmp_path):
+    train(out=str(tmp_path), stop_after=2, **{**TINY, "warmup": 0})
+    path = tmp_path / CHECKPOINT_NAME
+    state = load_checkpoint(path)
+    del state["config"]["warmup"]  # as written before the option existed
+    torch.save(state, path)
+    resumed = train(out=str(tmp_path), resume="auto", **TINY)
+    assert resumed.losses == train(out=None, **{**TINY, "warmup": 0}).losses
 
 
 def test_resume_refuses_to_change_the_recipe(tmp_path):
@@ -197,6 +220,8 @@ def test_parse_args_returns_only_the_options_given():
         (dict(eval_seed=0), "another seed"),
         (dict(image_size=100), "multiple of 32"),
         (dict(steps=0), "positive integer steps"),
+        (dict(workers=-1), "number of workers"),
+        (dict(warmup=-1), "non-negative integer warmup"),
         (dict(passthrough="reorg"), "expected passthrough in"),
         (dict(resume="auto"), "needs out"),  # out=None: no folder to find checkpoint.pt in
     ],

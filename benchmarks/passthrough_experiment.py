@@ -1,16 +1,17 @@
 """Does the passthrough's fold matter? ``darknet_reorg`` against ``space_to_depth``, same budget.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/passthrough_experiment.py \
-        [--seeds 0 1 2] [--folds darknet_reorg space_to_depth] [--steps 480] [--jobs 2] \
+        [--seeds 0 1 2] [--folds darknet_reorg space_to_depth] [--steps 960] [--jobs 2] \
         [--out benchmarks/results/passthrough_experiment.json]
 
 Chapter 3 showed that Darknet's ``[reorg]`` (``darknet_reorg``) does not put the 2 x 2
 neighbours of a pixel next to each other in channels as the paper's description
 (``space_to_depth``) does, and left open whether a network trained from scratch cares.
 This script answers it at the book's training budget: for every seed it trains
-``small_yolov2`` once with each fold through ``yolo_lessons.train.train`` (the command's
-recipe: 480 steps of 32 images, AdamW lr 4e-3 with a cosine to 0, the Darknet-exact region
-loss) and records held-out mAP@0.5 on 500 images every ``--eval-every`` steps.
+``small_yolov2`` once with each fold through ``yolo_lessons.train.train`` (chapter 8's live
+budget: 960 steps of 16 images, AdamW at the command's lr after its warm-up, a cosine to 0,
+the Darknet-exact region loss) and records held-out mAP@0.5 on 500 images every
+``--eval-every`` steps.
 
 With one seed, both folds start from the same initial weights (the two models have the
 same parameters; only the fold, which has none, differs) and see the same images in the
@@ -19,14 +20,15 @@ the fold alone, amplified by training. Comparing the fold's difference with the 
 between seeds says whether it is measurable at this budget.
 
 Each run uses ``--threads`` threads (1 by default) and at most ``--jobs`` runs go at once,
-each in its own process. The results (curves, final mAPs, seconds, the load average) are
+each in its own process, drawing its own images (no worker process: two runs already fill
+two cores). The results (curves, final mAPs, seconds, the load average) are
 written to ``--out`` as JSON after every finished run, so an interrupted experiment keeps
 what it has. Chapter 8 loads that file. The seconds depend on the machine and its load;
 the mAP of a run depends only on the seed, the thread count and the torch build.
 
-The committed results predate ``--min-side``: they were made with the data's own object
-sizes (``data.MIN_SIDE`` to ``data.MAX_SIDE``), which stay this script's defaults, not the
-training command's recipe.
+Objects are drawn with the data's own sizes (``data.MIN_SIDE`` to ``data.MAX_SIDE``), not the
+training command's larger minimum: the passthrough exists to keep fine detail for small
+objects, so the experiment keeps them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from yolo_lessons.data import MAX_SIDE, MIN_SIDE
+from yolo_lessons.train import TrainConfig
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "passthrough_experiment.json")
 FOLD_CHOICES = ("darknet_reorg", "space_to_depth", "none")
@@ -58,7 +61,7 @@ def run_one(fold: str, seed: int, options: dict) -> dict:
     history = train(
         steps=options["steps"], seed=seed, threads=options["threads"], eval_every=options["eval_every"],
         eval_images=options["eval_images"], batch_size=options["batch_size"], lr=options["lr"],
-        width=options["width"], passthrough=None if fold == "none" else fold,
+        width=options["width"], passthrough=None if fold == "none" else fold, warmup=options["warmup"], workers=0,
         min_side=options["min_side"], max_side=options["max_side"],
         out=None, progress=False, verbose=False,
     )
@@ -107,9 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--folds", nargs="+", default=["darknet_reorg", "space_to_depth"], choices=FOLD_CHOICES)
-    parser.add_argument("--steps", type=int, default=480, help="the training budget of every run")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=4e-3)
+    parser.add_argument("--steps", type=int, default=960, help="the training budget of every run")
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--warmup", type=int, default=TrainConfig.warmup)
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--eval-every", type=int, default=120)
     parser.add_argument("--eval-images", type=int, default=500)
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     options = {name: getattr(args, name) for name in (
-        "steps", "batch_size", "lr", "width", "eval_every", "eval_images", "threads", "min_side", "max_side")}
+        "steps", "batch_size", "lr", "warmup", "width", "eval_every", "eval_images", "threads", "min_side",
+        "max_side")}
     header = {
         "command": "OMP_WAIT_POLICY=PASSIVE python benchmarks/passthrough_experiment.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),

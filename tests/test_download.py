@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 
 import pytest
@@ -93,3 +94,13 @@ def test_a_closed_port_is_unreachable():
         server.bind(("127.0.0.1", 0))
         port = server.getsockname()[1]
         assert not dl.internet_reachable(f"http://127.0.0.1:{port}/x", timeout=1.0)
+
+
+def test_stored_json_reads_the_checkout_first_then_the_repository(tmp_path):
+    relative = "benchmarks/results/train_map.json"
+    with open(dl.CHECKOUT / relative) as file:
+        assert dl.stored_json(relative) == json.load(file)
+    remote = tmp_path / "raw" / "main" / "results"
+    remote.mkdir(parents=True)
+    (remote / "only_there.json").write_text('{"seed": 3}')
+    assert dl.stored_json("results/only_there.json", repository=tmp_path.as_uri()) == {"seed": 3}

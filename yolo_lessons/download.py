@@ -17,11 +17,16 @@ Colab so that running the tests on a connected machine never fetches 248 MB.
 
 A download goes to ``<name>.part`` and is renamed only after its size and MD5 match, so a
 cut connection never leaves a file that looks complete.
+
+Small files the book commits, the results of experiments too long to run in a chapter, are
+read with ``stored_json``: from the checkout when the package runs from one, else (Colab) from
+the repository.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import sys
@@ -35,6 +40,8 @@ CONNECT_TIMEOUT = 3.0  # seconds to wait for the server before calling the inter
 WEIGHTS_VARIABLE = "YOLO_WEIGHTS"  # a path to yolov3.weights the reader already has
 DOWNLOAD_VARIABLE = "YOLO_DOWNLOAD"  # "1": allow the download outside Colab
 CACHE_VARIABLE = "YOLO_CACHE"  # where downloads are kept (default ~/.cache/yolo_lessons)
+REPOSITORY = "https://github.com/yolo-from-scratch/yolo-from-scratch"  # as _config.yml's repository url
+CHECKOUT = Path(__file__).resolve().parent.parent  # the repository's root, when the package runs from one
 
 
 @dataclass(frozen=True)
@@ -174,3 +181,19 @@ def find_yolov3_weights(remote: RemoteFile = YOLOV3_WEIGHTS, progress: bool = Tr
         path = download(remote, progress=progress)
         return path, f"{remote.name} downloaded: {remote.size:,} bytes, MD5 checked"
     return None, how_to_get(remote)
+
+
+def stored_json(relative: str, repository: str = REPOSITORY):
+    """The JSON file ``relative`` (e.g. ``"benchmarks/results/train_map.json"``) as committed.
+
+    Read from a checkout when there is one: the package's own (an editable install, the tests)
+    or the working folder or one above it (a notebook in a clone, with the package installed
+    from it). Otherwise, as in Colab where only the package is installed, fetched from the main
+    branch of ``repository`` (``<repository>/raw/main/<relative>``).
+    """
+    for root in (CHECKOUT, Path.cwd(), *Path.cwd().parents):
+        local = root / relative
+        if local.is_file():
+            return json.loads(local.read_text())
+    with urllib.request.urlopen(f"{repository}/raw/main/{relative}", timeout=30) as response:
+        return json.loads(response.read())

@@ -11,7 +11,7 @@ import time
 
 from torch.utils.data import DataLoader
 
-from yolo_lessons.data import ShapesDataset, collate, make_image
+from yolo_lessons.data.shapes import ShapesDataset, collate, make_image
 
 
 def images_per_second(size: int, count: int) -> float:

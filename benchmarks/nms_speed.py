@@ -24,9 +24,9 @@ from collections.abc import Callable
 
 import torch
 
-from yolo_lessons.decode import Detections, box_corners, decode_yolov3
-from yolo_lessons.nms import darknet_scores, nms, nms_reference
-from yolo_lessons.yolov3 import ANCHOR_MASKS, COCO_ANCHORS
+from yolo_lessons.detection.decode import Detections, box_corners, decode_yolov3
+from yolo_lessons.detection.nms import darknet_scores, nms, nms_reference
+from yolo_lessons.models.yolov3 import ANCHOR_MASKS, COCO_ANCHORS
 
 INPUT_SIZE = 416  # pixels
 NUM_CLASSES = 80  # COCO

@@ -43,7 +43,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from yolo_lessons.data import MAX_SIDE, MIN_SIDE
+from yolo_lessons.data.shapes import MAX_SIDE, MIN_SIDE
 from yolo_lessons.train import TrainConfig
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "passthrough_experiment.json")

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from yolo_lessons.decode import box_corners
-from yolo_lessons.metrics import GroundTruth, mean_average_precision
-from yolo_lessons.nms import VALID_THRESHOLD, postprocess
-from yolo_lessons.size_ap import SIZE_BUCKETS, ap_by_size
+from yolo_lessons.detection.decode import box_corners
+from yolo_lessons.detection.metrics import GroundTruth, mean_average_precision
+from yolo_lessons.detection.nms import VALID_THRESHOLD, postprocess
+from yolo_lessons.detection.size_ap import SIZE_BUCKETS, ap_by_size
 from yolo_lessons.train import ImageCache, TrainConfig, decode_output, train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scales_experiment"

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from yolo_lessons.darknet_weights import darknet_float_count, load_darknet_weights, save_darknet_weights
-from yolo_lessons.yolov3 import yolov3
+from yolo_lessons.darknet.weights import darknet_float_count, load_darknet_weights, save_darknet_weights
+from yolo_lessons.models.yolov3 import yolov3
 
 MB = 2**20
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yolo_lessons.anchors import box_shape_iou, kmeans_anchors, mean_best_iou, to_grid_cells
+from yolo_lessons.data.anchors import box_shape_iou, kmeans_anchors, mean_best_iou, to_grid_cells
 
 
 def test_box_shape_iou_of_centred_shapes_matches_hand_computed_values():

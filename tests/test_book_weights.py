@@ -7,9 +7,9 @@ import io
 import pytest
 import torch
 
-from yolo_lessons.book_weights import BOOK_WEIGHTS, load_book_model, small_yolov2_layers
-from yolo_lessons.darknet_weights import load_darknet_weights, read_darknet_header, save_darknet_weights
-from yolo_lessons.small_yolov2 import small_yolov2
+from yolo_lessons.darknet.book_weights import BOOK_WEIGHTS, load_book_model, small_yolov2_layers
+from yolo_lessons.darknet.weights import load_darknet_weights, read_darknet_header, save_darknet_weights
+from yolo_lessons.models.small_yolov2 import small_yolov2
 
 
 def test_layer_numbers_follow_the_cfg_with_the_passthrough_conv_after_the_extra_convs():

@@ -14,7 +14,7 @@ from yolo_lessons.checkpoints.detection import (
     check_train_step,
     nms_cases,
 )
-from yolo_lessons.region_loss import region_loss
+from yolo_lessons.losses.region_loss import region_loss
 
 # --- Exercise 1: greedy per-class NMS ------------------------------------------------------
 

@@ -9,8 +9,8 @@ from yolo_lessons.checkpoints.yolov1 import (
     check_freeze_backbone,
     check_output_length,
 )
-from yolo_lessons.decode import darknet_to_cell_major
-from yolo_lessons.yolov1 import yolov1_output_length
+from yolo_lessons.detection.decode import darknet_to_cell_major
+from yolo_lessons.models.yolov1 import yolov1_output_length
 
 
 def fails_with(check, answer, *words):

@@ -1,4 +1,4 @@
-"""Reading and writing Darknet's .weights files (yolo_lessons.darknet_weights).
+"""Reading and writing Darknet's .weights files (yolo_lessons.darknet.weights).
 
 Layout facts come from Darknet's src/parser.c (load_weights_upto, load_convolutional_weights,
 load_connected_weights, save_weights_upto); the layer tables and float counts from the
@@ -16,10 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from yolo_lessons.blocks import ConvBlock
-from yolo_lessons.darknet19 import darknet19
-from yolo_lessons.darknet53 import darknet53
-from yolo_lessons.darknet_weights import (
+from yolo_lessons.darknet.weights import (
     DarknetHeader,
     WeightedLayer,
     darknet_float_count,
@@ -28,9 +25,12 @@ from yolo_lessons.darknet_weights import (
     read_darknet_header,
     save_darknet_weights,
 )
-from yolo_lessons.yolov1 import ConvLeaky, YOLOv1, yolov1
-from yolo_lessons.yolov2 import yolov2
-from yolo_lessons.yolov3 import yolov3
+from yolo_lessons.models.blocks import ConvBlock
+from yolo_lessons.models.darknet19 import darknet19
+from yolo_lessons.models.darknet53 import darknet53
+from yolo_lessons.models.yolov1 import ConvLeaky, YOLOv1, yolov1
+from yolo_lessons.models.yolov2 import yolov2
+from yolo_lessons.models.yolov3 import yolov3
 
 FIXTURES = Path(__file__).parent / "fixtures" / "darknet"
 HEADER_0_2_0 = np.array([0, 2, 0], "<i4").tobytes()  # what pjreddie's save_weights_upto writes

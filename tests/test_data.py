@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from yolo_lessons.data import SHAPE_CLASSES, ShapesDataset, collate, make_image
+from yolo_lessons.data.shapes import SHAPE_CLASSES, ShapesDataset, collate, make_image
 
 
 def test_shape_classes_are_circle_square_triangle_in_index_order():

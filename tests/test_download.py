@@ -9,10 +9,10 @@ import socket
 import pytest
 import torch
 
-from yolo_lessons import download as dl
-from yolo_lessons.coco import COCO_CLASSES
-from yolo_lessons.darknet_weights import darknet_float_count
-from yolo_lessons.yolov3 import yolov3
+from yolo_lessons.darknet import download as dl
+from yolo_lessons.darknet.coco import COCO_CLASSES
+from yolo_lessons.darknet.weights import darknet_float_count
+from yolo_lessons.models.yolov3 import yolov3
 
 PAYLOAD = bytes(range(256)) * 10  # 2,560 bytes
 

@@ -1,4 +1,4 @@
-"""yolo_lessons.images turns PIL images and numpy arrays into the networks' input."""
+"""yolo_lessons.data.images turns PIL images and numpy arrays into the networks' input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from yolo_lessons import darknet19
-from yolo_lessons.images import image_batch, image_tensor
+from yolo_lessons.data.images import image_batch, image_tensor
 
 
 def test_a_uint8_hwc_array_becomes_a_float_nchw_batch_over_255():

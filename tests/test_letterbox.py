@@ -5,8 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from yolo_lessons.decode import box_corners
-from yolo_lessons.letterbox import (
+from yolo_lessons.data.letterbox import (
     PAD_VALUE,
     Letterbox,
     boxes_to_image,
@@ -15,6 +14,7 @@ from yolo_lessons.letterbox import (
     letterbox_image,
     network_input,
 )
+from yolo_lessons.detection.decode import box_corners
 
 
 def test_landscape_image_fills_the_width_and_is_padded_above_and_below():

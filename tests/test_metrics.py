@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from yolo_lessons.metrics import (
+from yolo_lessons.detection.metrics import (
     ELEVEN_RECALLS,
     VOC_SCRIPT_RECALLS,
     GroundTruth,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from yolo_lessons.decode import Detections
-from yolo_lessons.nms import (
+from yolo_lessons.detection.decode import Detections
+from yolo_lessons.detection.nms import (
     NMS_THRESHOLD,
     box_iou,
     darknet_scores,

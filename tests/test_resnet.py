@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from yolo_lessons import count_parameters
-from yolo_lessons.resnet import load_torchvision_state_dict, resnet50
+from yolo_lessons.models.resnet import load_torchvision_state_dict, resnet50
 
 
 def test_resnet50_parameter_counts_match_torchvision():

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from yolo_lessons.metrics import GroundTruth, ImageDetections, mean_average_precision
-from yolo_lessons.size_ap import SIZE_BUCKETS, ap_by_size, box_size_pixels, size_average_precision
+from yolo_lessons.detection.metrics import GroundTruth, ImageDetections, mean_average_precision
+from yolo_lessons.detection.size_ap import SIZE_BUCKETS, ap_by_size, box_size_pixels, size_average_precision
 
 
 def _det(boxes, scores, classes) -> ImageDetections:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from yolo_lessons import DARKNET19_STAGES, count_multiply_adds, count_parameters, count_weighted_layers
-from yolo_lessons.blocks import ConvBlock
-from yolo_lessons.decode import decode_yolov2
-from yolo_lessons.small_yolov2 import SMALL_YOLOV2_STAGES, STRIDE, small_yolov2
+from yolo_lessons.detection.decode import decode_yolov2
+from yolo_lessons.models.blocks import ConvBlock
+from yolo_lessons.models.small_yolov2 import SMALL_YOLOV2_STAGES, STRIDE, small_yolov2
 
 
 def test_output_is_anchor_major_on_a_6x6_grid_at_96_pixels():

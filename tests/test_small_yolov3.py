@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from yolo_lessons import count_multiply_adds, count_parameters, count_weighted_layers
-from yolo_lessons.anchors import kmeans_anchors
-from yolo_lessons.decode import decode_yolov3
-from yolo_lessons.small_yolov3 import DEFAULT_ANCHORS, MASKS, SmallYOLOv3, small_yolov3
-from yolo_lessons.yolo_loss import assign_yolo_targets, yolo_loss
+from yolo_lessons.data.anchors import kmeans_anchors
+from yolo_lessons.detection.decode import decode_yolov3
+from yolo_lessons.losses.yolo_loss import assign_yolo_targets, yolo_loss
+from yolo_lessons.models.small_yolov3 import DEFAULT_ANCHORS, MASKS, SmallYOLOv3, small_yolov3
 
 
 def test_three_anchor_major_outputs_at_strides_32_16_8_for_128_pixels():

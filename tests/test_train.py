@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from yolo_lessons import train as train_module
-from yolo_lessons.anchors import kmeans_anchors, to_grid_cells
-from yolo_lessons.data import make_image
-from yolo_lessons.region_loss import PART_NAMES
+from yolo_lessons.data.anchors import kmeans_anchors, to_grid_cells
+from yolo_lessons.data.shapes import make_image
+from yolo_lessons.losses.region_loss import PART_NAMES
 from yolo_lessons.train import (
     CHECKPOINT_NAME,
     EXIT_INTERRUPTED,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from darknet_yolo_port import darknet_yolo_delta
 
-from yolo_lessons.yolo_loss import (
+from yolo_lessons.losses.yolo_loss import (
     IGNORE_THRESH,
     PART_NAMES,
     TRUTH_THRESH,
@@ -19,7 +19,7 @@ from yolo_lessons.yolo_loss import (
     assign_yolo_targets,
     yolo_loss,
 )
-from yolo_lessons.yolov3 import ANCHOR_MASKS, COCO_ANCHORS
+from yolo_lessons.models.yolov3 import ANCHOR_MASKS, COCO_ANCHORS
 
 LN2 = math.log(2.0)  # BCE of a zero logit, whatever the target: softplus(0) - target * 0
 

@@ -6,9 +6,9 @@ import torch
 
 from yolo_lessons import count_multiply_adds, count_parameters, count_weighted_layers
 from yolo_lessons.checkpoints.common import layer_kinds, pool_positions
-from yolo_lessons.decode import darknet_to_cell_major, decode_yolov1
-from yolo_lessons.resnet import resnet50
-from yolo_lessons.yolov1 import (
+from yolo_lessons.detection.decode import darknet_to_cell_major, decode_yolov1
+from yolo_lessons.models.resnet import resnet50
+from yolo_lessons.models.yolov1 import (
     YOLOV1_STAGES,
     yolov1,
     yolov1_output_length,

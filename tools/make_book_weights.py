@@ -15,8 +15,8 @@ import sys
 
 import torch
 
-from yolo_lessons.book_weights import small_yolov2_layers
-from yolo_lessons.darknet_weights import load_darknet_weights, save_darknet_weights
+from yolo_lessons.darknet.book_weights import small_yolov2_layers
+from yolo_lessons.darknet.weights import load_darknet_weights, save_darknet_weights
 from yolo_lessons.train import load_checkpoint, model_from_checkpoint
 
 

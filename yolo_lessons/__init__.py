@@ -1,25 +1,25 @@
 """yolo_lessons: the companion package of the book *YOLO from Scratch*.
 
-Darknet-19, YOLOv2, Darknet-53 and YOLOv3, built to match the original Darknet
-configurations layer for layer, plus the helpers the chapters use to count and decode;
-then what makes them detect: synthetic training data, k-means anchors, the losses exact
-to Darknet's ``[region]`` and ``[yolo]`` layers, NMS, mAP, the letterbox, and Darknet's
-``.weights`` files. The training command (``python -m yolo_lessons.train``) is not
-imported here, so importing a model never pulls in training code.
+The package is laid out as the book is, one folder a layer, each importing only the layers
+below it (``tests/test_layers.py`` reads every import and checks the order):
+
+* ``models``: what a network is -- the ConvBlock, Darknet-19, Darknet-53, YOLOv1, YOLOv2 and
+  YOLOv3 exact to Darknet's cfgs, the small models the book trains, and the counting helpers;
+* ``data``: what feeds it -- the synthetic shapes, Darknet's letterbox, images as tensors,
+  k-means anchors;
+* ``losses``: what it is trained with -- Darknet's ``[region]`` and ``[yolo]`` losses;
+* ``detection``: what turns its output into boxes -- decoding, NMS, mAP, AP by size;
+* ``darknet``: what reads Darknet's files -- ``.weights``, the book's shipped model, the COCO
+  names, the download of the original weights;
+* on top, the command a reader runs, ``python -m yolo_lessons.train``; then ``checkpoints``
+  (the chapters' graded checks) and ``exercises`` (learner copies and grading).
+
+Every public name of the five layers is importable from ``yolo_lessons`` itself
+(``yolo_lessons.yolov3()``). The training command, checkpoints and exercises are not
+imported here, so importing a model never pulls in training or grading code.
 """
 
-from .anchors import box_shape_iou, kmeans_anchors, mean_best_iou, to_grid_cells
-from .blocks import ConvBlock, ResidualBlock, check_image_batch, darknet_reorg, space_to_depth
-from .counting import (
-    count_bn_statistics,
-    count_multiply_adds,
-    count_parameters,
-    count_weighted_layers,
-    model_summary,
-)
-from .darknet19 import DARKNET19_STAGES, Darknet19, darknet19
-from .darknet53 import DARKNET53_STAGES, Darknet53, darknet53
-from .darknet_weights import (
+from .darknet import (
     DarknetHeader,
     WeightedLayer,
     darknet_float_count,
@@ -28,27 +28,84 @@ from .darknet_weights import (
     read_darknet_header,
     save_darknet_weights,
 )
-from .data import SHAPE_CLASSES, ShapesDataset, collate, make_image
-from .decode import Detections, box_corners, darknet_to_cell_major, decode_yolov1, decode_yolov2, decode_yolov3
-from .images import image_batch, image_tensor
-from .letterbox import Letterbox, boxes_to_image, boxes_to_network, letterbox_image, network_input
-from .metrics import GroundTruth, mean_average_precision
-from .nms import ImageDetections, box_iou, darknet_scores, nms, nms_reference, postprocess
-from .region_loss import RegionLoss, region_loss
-from .resnet import RESNET50_STAGES, Bottleneck, ResNet, load_torchvision_state_dict, resnet50
-from .small_yolov2 import SmallYOLOv2, small_yolov2
-from .small_yolov3 import SmallYOLOv3, small_yolov3
-from .yolo_loss import YoloAssignment, YoloLoss, assign_yolo_targets, yolo_loss
-from .yolov1 import (
+from .data import (
+    SHAPE_CLASSES,
+    Letterbox,
+    ShapesDataset,
+    box_shape_iou,
+    boxes_to_image,
+    boxes_to_network,
+    collate,
+    image_batch,
+    image_tensor,
+    kmeans_anchors,
+    letterbox_image,
+    make_image,
+    mean_best_iou,
+    network_input,
+    to_grid_cells,
+)
+from .detection import (
+    Detections,
+    GroundTruth,
+    ImageDetections,
+    box_corners,
+    box_iou,
+    darknet_scores,
+    darknet_to_cell_major,
+    decode_yolov1,
+    decode_yolov2,
+    decode_yolov3,
+    mean_average_precision,
+    nms,
+    nms_reference,
+    postprocess,
+)
+from .losses import RegionLoss, YoloAssignment, YoloLoss, assign_yolo_targets, region_loss, yolo_loss
+from .models import (
+    ANCHOR_MASKS,
+    COCO_ANCHORS,
+    COCO_ANCHORS_V2,
+    DARKNET19_STAGES,
+    DARKNET53_STAGES,
+    RESNET50_STAGES,
+    STRIDES,
+    VOC_ANCHORS,
     YOLOV1_STAGES,
+    Bottleneck,
+    ConvBlock,
+    Darknet19,
+    Darknet53,
+    ResidualBlock,
+    ResNet,
+    SmallYOLOv2,
+    SmallYOLOv3,
     YOLOv1,
     YOLOv1ResNet50,
+    YOLOv2,
+    YOLOv3,
+    check_image_batch,
+    conv_set,
+    count_bn_statistics,
+    count_multiply_adds,
+    count_parameters,
+    count_weighted_layers,
+    darknet19,
+    darknet53,
+    darknet_reorg,
+    detector,
+    load_torchvision_state_dict,
+    model_summary,
+    resnet50,
+    small_yolov2,
+    small_yolov3,
+    space_to_depth,
     yolov1,
     yolov1_output_length,
     yolov1_resnet50,
+    yolov2,
+    yolov3,
 )
-from .yolov2 import COCO_ANCHORS_V2, VOC_ANCHORS, YOLOv2, yolov2
-from .yolov3 import ANCHOR_MASKS, COCO_ANCHORS, STRIDES, YOLOv3, conv_set, detector, yolov3
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,7 @@
 
 What one run does:
 
-1. draws the training images of ``--seed`` (``data.make_image``) and computes ``--anchors``
+1. draws the training images of ``--seed`` (``data.shapes.make_image``) and computes ``--anchors``
    k-means anchors with the 1 - IoU distance (YOLO9000 section 2) from the boxes of the first
    images, in cells of the model's stride-16 grid;
 2. builds ``small_yolov2`` (``--width``, ``--passthrough``) seeded by ``--seed``;
@@ -18,7 +18,7 @@ What one run does:
 what YOLOv3 needs instead: nine k-means anchors in **input pixels**, split across its three
 heads by area (the smallest three to the stride-8 grid), the Darknet-exact ``yolo_loss`` (no
 prior warm-up: a ``[yolo]`` layer has none) and ``decode_yolov3``. ``--min-side`` and
-``--max-side`` set the range of object sizes ``data.make_image`` draws (fractions of the image).
+``--max-side`` set the range of object sizes ``data.shapes.make_image`` draws (fractions of the image).
 
 Why the loss is divided by the batch: Darknet sums the loss over the batch and divides the
 *learning rate* by the batch instead (``update_convolutional_layer``: ``learning_rate/batch``).
@@ -63,15 +63,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .anchors import kmeans_anchors, mean_best_iou, to_grid_cells
-from .data import MAX_SIDE, MIN_SIDE, SHAPE_CLASSES, check_image_size, collate, make_image
-from .decode import Detections, box_corners, decode_yolov2, decode_yolov3
-from .metrics import GroundTruth, mean_average_precision
-from .nms import VALID_THRESHOLD, postprocess
-from .region_loss import region_loss
-from .small_yolov2 import PASSTHROUGHS, STRIDE, SmallYOLOv2, small_yolov2
-from .small_yolov3 import SmallYOLOv3, small_yolov3
-from .yolo_loss import yolo_loss
+from .data.anchors import kmeans_anchors, mean_best_iou, to_grid_cells
+from .data.shapes import MAX_SIDE, MIN_SIDE, SHAPE_CLASSES, check_image_size, collate, make_image
+from .detection.decode import Detections, box_corners, decode_yolov2, decode_yolov3
+from .detection.metrics import GroundTruth, mean_average_precision
+from .detection.nms import VALID_THRESHOLD, postprocess
+from .losses.region_loss import region_loss
+from .losses.yolo_loss import yolo_loss
+from .models.small_yolov2 import PASSTHROUGHS, STRIDE, SmallYOLOv2, small_yolov2
+from .models.small_yolov3 import SmallYOLOv3, small_yolov3
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -257,7 +257,7 @@ class ImageCache:
         return item
 
     def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
-        """(images (N, 3, S, S), boxes (N, M, 5), counts (N,)) as ``data.collate`` makes them."""
+        """(images (N, 3, S, S), boxes (N, M, 5), counts (N,)) as ``data.shapes.collate`` makes them."""
         return collate([self[i] for i in indices])
 
 

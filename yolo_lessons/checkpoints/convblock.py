@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..blocks import LEAKY_SLOPE, ConvBlock
+from ..models.blocks import LEAKY_SLOPE, ConvBlock
 from .common import (
     CheckpointError,
     build,

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..blocks import ConvBlock
-from ..counting import count_multiply_adds
-from ..darknet19 import DARKNET19_STAGES, darknet19
+from ..models.blocks import ConvBlock
+from ..models.counting import count_multiply_adds
+from ..models.darknet19 import DARKNET19_STAGES, darknet19
 from .common import (
     CheckpointError,
     build,

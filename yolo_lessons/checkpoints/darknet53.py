@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..blocks import LEAKY_SLOPE, ConvBlock, ResidualBlock
-from ..counting import count_parameters, count_weighted_layers
-from ..darknet53 import DARKNET53_STAGES, STEM_CHANNELS
+from ..models.blocks import LEAKY_SLOPE, ConvBlock, ResidualBlock
+from ..models.counting import count_parameters, count_weighted_layers
+from ..models.darknet53 import DARKNET53_STAGES, STEM_CHANNELS
 from .common import (
     CheckpointError,
     build,

@@ -21,11 +21,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..data import SHAPE_CLASSES, collate, make_image
-from ..metrics import VOC_SCRIPT_RECALLS, ap_11_points, ap_all_points, precision_recall
-from ..nms import nms_reference
-from ..region_loss import region_loss
-from ..small_yolov2 import small_yolov2
+from ..data.shapes import SHAPE_CLASSES, collate, make_image
+from ..detection.metrics import VOC_SCRIPT_RECALLS, ap_11_points, ap_all_points, precision_recall
+from ..detection.nms import nms_reference
+from ..losses.region_loss import region_loss
+from ..models.small_yolov2 import small_yolov2
 from .common import CheckpointError, call, expect, integer_problem
 
 # --- Exercise 1: greedy per-class NMS ----------------------------------------------------

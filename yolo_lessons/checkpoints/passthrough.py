@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..blocks import darknet_reorg, space_to_depth
+from ..models.blocks import darknet_reorg, space_to_depth
 from .common import CheckpointError, call, checkpoint, expect, integer_problem
 
 # (N, C, H, W, stride): a single-channel picture, odd channel counts, a non-square map,

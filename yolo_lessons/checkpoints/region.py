@@ -6,7 +6,7 @@
 * ``check_coord_loss(fn)``: the coordinate part of the loss with its ``(2 - w*h)`` weight.
 
 Each check runs the learner's code on several inputs and compares with the reference
-(``yolo_lessons.anchors`` and the formulas of ``yolo_lessons.region_loss``); only when the
+(``yolo_lessons.data.anchors`` and the formulas of ``yolo_lessons.region_loss``); only when the
 answer differs does it try the known wrong answers, to name the mistake.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..anchors import box_shape_iou, kmeans_anchors, mean_best_iou
+from ..data.anchors import box_shape_iou, kmeans_anchors, mean_best_iou
 from .common import CheckpointError, call, checkpoint, expect, integer_problem
 
 # --- Exercise 1: k-means with 1 - IoU -------------------------------------------------

@@ -10,7 +10,7 @@
   beta, gamma, running mean, running variance, then the (out, in, kh, kw) kernel).
 
 Both run the learner's function on files the package writes or the check assembles with
-numpy, compare with ``yolo_lessons.darknet_weights`` (``read_darknet_header``,
+numpy, compare with ``yolo_lessons.darknet.weights`` (``read_darknet_header``,
 ``save_darknet_weights``), and only then try the known wrong readings to name a mistake.
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..blocks import ConvBlock
-from ..darknet_weights import FLOAT, INT32, UINT64, WeightedLayer, read_darknet_header, save_darknet_weights
+from ..darknet.weights import FLOAT, INT32, UINT64, WeightedLayer, read_darknet_header, save_darknet_weights
+from ..models.blocks import ConvBlock
 from .common import CheckpointError, call, checkpoint, expect, integer_problem, randomize
 
 # --- Exercise 1: the header ----------------------------------------------------------------

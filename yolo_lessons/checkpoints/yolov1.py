@@ -7,9 +7,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..counting import count_parameters
-from ..decode import darknet_to_cell_major
-from ..yolov1 import yolov1_output_length, yolov1_resnet50
+from ..detection.decode import darknet_to_cell_major
+from ..models.counting import count_parameters
+from ..models.yolov1 import yolov1_output_length, yolov1_resnet50
 from .common import CheckpointError, call, checkpoint, expect, integer_problem
 
 # (S, B, C, class_per_box): the paper's network, its per-box variant, the ResNet version's 9x9 grid,

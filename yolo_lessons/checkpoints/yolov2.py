@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-from ..blocks import darknet_reorg, space_to_depth
-from ..yolov2 import YOLOv2, yolov2
+from ..models.blocks import darknet_reorg, space_to_depth
+from ..models.yolov2 import YOLOv2, yolov2
 from .common import CheckpointError, call, checkpoint, expect, integer_problem, learner_code
 
 # A small, non-square input keeps the check fast (grid 3 x 4) and catches swapped

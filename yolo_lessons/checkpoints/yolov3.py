@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks import ConvBlock
-from ..decode import decode_yolov3
-from ..yolov3 import STRIDES, conv_set, detector
+from ..detection.decode import decode_yolov3
+from ..models.blocks import ConvBlock
+from ..models.yolov3 import STRIDES, conv_set, detector
 from .common import (
     CheckpointError,
     CopyError,

@@ -16,10 +16,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..decode import box_corners, decode_yolov3
-from ..metrics import box_iou
-from ..yolo_loss import assign_yolo_targets, yolo_loss
-from ..yolov3 import ANCHOR_MASKS, COCO_ANCHORS
+from ..detection.decode import box_corners, decode_yolov3
+from ..detection.metrics import box_iou
+from ..losses.yolo_loss import assign_yolo_targets, yolo_loss
+from ..models.yolov3 import ANCHOR_MASKS, COCO_ANCHORS
 from .common import CheckpointError, call, checkpoint, expect, integer_problem
 
 BOOK_ANCHORS = ((5, 6), (9, 8), (12, 16), (20, 14), (22, 26), (36, 28), (32, 46), (52, 50), (72, 70))  # 128 px

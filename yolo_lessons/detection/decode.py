@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .yolov1 import GRID_SIZE, LAYOUTS, NUM_BOXES, NUM_CLASSES, yolov1_output_length
+from ..models.yolov1 import GRID_SIZE, LAYOUTS, NUM_BOXES, NUM_CLASSES, yolov1_output_length
 
 
 @dataclass

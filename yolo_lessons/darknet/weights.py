@@ -45,12 +45,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .blocks import ConvBlock, ResidualBlock
-from .darknet19 import Darknet19
-from .darknet53 import Darknet53
-from .yolov1 import ConvLeaky, YOLOv1
-from .yolov2 import YOLOv2
-from .yolov3 import YOLOv3
+from ..models.blocks import ConvBlock, ResidualBlock
+from ..models.darknet19 import Darknet19
+from ..models.darknet53 import Darknet53
+from ..models.yolov1 import ConvLeaky, YOLOv1
+from ..models.yolov2 import YOLOv2
+from ..models.yolov3 import YOLOv3
 
 WRITE_VERSION = (0, 2, 0)  # (major, minor, revision) that pjreddie's save_weights_upto writes
 FLOAT = np.dtype("<f4")  # every number after the header: little-endian float32

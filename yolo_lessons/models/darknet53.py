@@ -16,12 +16,28 @@ STEM_CHANNELS = 32
 DARKNET53_STAGES: tuple[tuple[int, int], ...] = ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4))
 
 
-def _make_stage(in_channels: int, channels: int, blocks: int) -> nn.Sequential:
+def make_stage(in_channels: int, channels: int, blocks: int) -> nn.Sequential:
+    """One row of Table 1: a 3x3 stride-2 ConvBlock to ``channels``, then ``blocks`` residual units."""
     return nn.Sequential(
         ConvBlock(in_channels, channels, 3, stride=2),
         *[ResidualBlock(channels) for _ in range(blocks)],
     )
 
+
+
+def stage_outputs(stem: nn.Module, stages: nn.ModuleList, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The stem, then the five stages; returns the outputs of the last three (strides 8, 16, 32).
+
+    These are the maps YOLOv3 routes to its heads (``[route] -1, 36`` and ``-1, 61`` read the
+    stride-8 and stride-16 ones). Shared by ``Darknet53`` and the small YOLOv3's backbone.
+    """
+    check_image_batch(x)
+    x = stem(x)
+    for stage in stages[:3]:
+        x = stage(x)
+    stride8 = x  # (N, 256, H/8, W/8) in Darknet-53
+    stride16 = stages[3](stride8)  # (N, 512, H/16, W/16)
+    return stride8, stride16, stages[4](stride16)  # ..., (N, 1024, H/32, W/32)
 
 class Darknet53(nn.Module):
     """A 3x3 stem conv, five downsampling stages, then average pool and a classifier.
@@ -39,7 +55,7 @@ class Darknet53(nn.Module):
         self.stem = ConvBlock(3, STEM_CHANNELS, 3)
         stages, in_channels = [], STEM_CHANNELS
         for channels, blocks in DARKNET53_STAGES:
-            stages.append(_make_stage(in_channels, channels, blocks))
+            stages.append(make_stage(in_channels, channels, blocks))
             in_channels = channels
         self.stages = nn.ModuleList(stages)
         self.out_channels = in_channels  # 1024
@@ -47,13 +63,7 @@ class Darknet53(nn.Module):
 
     def feature_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Return the stride-8 (256 ch), stride-16 (512 ch) and stride-32 (1024 ch) maps."""
-        check_image_batch(x)
-        x = self.stem(x)
-        for stage in self.stages[:3]:
-            x = stage(x)
-        stride8 = x
-        stride16 = self.stages[3](stride8)
-        return stride8, stride16, self.stages[4](stride16)
+        return stage_outputs(self.stem, self.stages, x)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.classifier is None:

@@ -100,9 +100,9 @@ def check_image_batch(x: Tensor, channels: int = 3, multiple: int = DOWNSAMPLE) 
 
     Images as they come from the world (a PIL image, a numpy (H, W, 3) array, a uint8 tensor,
     channels last) get a message that says how to turn them into a batch:
-    ``yolo_lessons.images.image_batch`` does all of it.
+    ``yolo_lessons.data.images.image_batch`` does all of it.
     """
-    helper = "yolo_lessons.images.image_batch(image) makes the batch"
+    helper = "yolo_lessons.image_batch(image) makes the batch"
     if not isinstance(x, Tensor):
         kind = type(x).__name__
         if hasattr(x, "convert") and hasattr(x, "size"):  # a PIL image
@@ -146,5 +146,5 @@ def check_image_batch(x: Tensor, channels: int = 3, multiple: int = DOWNSAMPLE) 
     if h % multiple or w % multiple:
         raise ValueError(
             f"height and width must be multiples of {multiple} (e.g. 320, 416, 608), got {h}x{w}"
-            + (" (yolo_lessons.images.image_batch(image, letterbox=416) resizes and pads)" if multiple == 32 else "")
+            + (" (yolo_lessons.image_batch(image, letterbox=416) resizes and pads)" if multiple == 32 else "")
         )

@@ -2,7 +2,7 @@
 
 Same ideas as ``yolov2.py`` (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger",
 CVPR 2017, section 2; Darknet's ``yolov2-voc.cfg``), shrunk for 96 x 96 images of the
-book's synthetic shapes (``data.py``):
+book's synthetic shapes (``data.shapes``):
 
 * the backbone is the first five stages of Darknet-19 (paper, Table 6): the same
   3x3 / 1x1 / 3x3 pattern and 2x2 max-pools, with every filter count divided by
@@ -144,5 +144,5 @@ def small_yolov2(
 
 
 # Placeholder anchors in cells of a 6 x 6 grid (16 px): 1 to 3.5 cells, i.e. 1/6 to 0.6 of
-# a 96-pixel image, the range of the shapes ``data.py`` draws. Train with k-means ones.
+# a 96-pixel image, the range of the shapes ``data.shapes`` draws. Train with k-means ones.
 DEFAULT_ANCHORS: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.5, 2.5), (2.5, 1.5), (2.5, 2.5), (3.5, 3.5))

@@ -296,7 +296,7 @@ def postprocess(
 
     Darknet's order of work: scores with the threshold (``darknet_scores``), then per-class
     NMS (``nms_batch``). Boxes come back as corners x1, y1, x2, y2 in fractions of the network
-    input; ``letterbox.boxes_to_image`` maps them to the original image's pixels.
+    input; ``data.letterbox.boxes_to_image`` maps them to the original image's pixels.
     Use ``thresh=VALID_THRESHOLD`` (0.005) for mAP, as ``detector valid`` does.
     """
     scores = darknet_scores(detections.objectness, detections.class_probs, thresh)  # (N, K, C)

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from torch import nn
 
-from .blocks import ConvBlock
-from .darknet_weights import WeightedLayer, load_darknet_weights
-from .data import SHAPE_CLASSES
-from .small_yolov2 import SmallYOLOv2, small_yolov2
+from ..data.shapes import SHAPE_CLASSES
+from ..models.blocks import ConvBlock
+from ..models.small_yolov2 import SmallYOLOv2, small_yolov2
+from .weights import WeightedLayer, load_darknet_weights
 
-BOOK_WEIGHTS = Path(__file__).parent / "weights" / "small_yolov2_shapes.weights"
+BOOK_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "small_yolov2_shapes.weights"  # yolo_lessons/weights/
 BOOK_WIDTH = 8  # --width of the run that made BOOK_WEIGHTS (the command's default)
 # The run's 5 k-means anchors (its checkpoint's "anchors", as tools/make_book_weights.py prints them),
 # (w, h) in cells of the stride-16 grid; the command prints them rounded: 1.62x1.36, ..., 3.16x2.65.

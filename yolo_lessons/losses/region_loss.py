@@ -45,6 +45,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .boxes import centre_size_iou, decode_boxes
+
 PRIOR_SCALE = 0.01  # forward_region_layer: delta_region_box(..., .01, ...) while seen < 12800
 PRIOR_IMAGES = 12800  # forward_region_layer: if(*(net.seen) < 12800)
 PART_NAMES = ("coord", "obj", "noobj", "class", "prior")
@@ -116,12 +118,12 @@ def region_loss(
     log_probs = torch.log_softmax(p[:, :, 5:], dim=2)  # (N, A, C, H, W)
 
     with torch.no_grad():  # targets and scales are constants
-        pred = _decode(box[..., :2].detach(), box[..., 2:].detach(), anchors, (w, h))  # (N, A, H, W, 4) fractions
+        pred = decode_boxes(box[..., :2].detach(), box[..., 2:].detach(), anchors, (w, h))  # (N, A, H, W, 4) fractions
         valid = torch.arange(m, device=device) < counts[:, None]  # (N, M) real truth rows
 
         # Pass 1, over every (b, j, i, n) of forward_region_layer.
         # best_iou: the best IoU of the decoded box with any truth of its image (from 0).
-        ious = _box_iou(pred.reshape(n, -1, 1, 4), truths[:, None, :, 1:])  # (N, A*H*W, M)
+        ious = centre_size_iou(pred.reshape(n, -1, 1, 4), truths[:, None, :, 1:])  # (N, A*H*W, M)
         ious = ious.masked_fill(~valid[:, None, :], 0.0)  # padding rows count for nothing
         # Darknet starts best_iou at 0: a column of zeros also serves images with no truths.
         best_iou = torch.cat([ious.new_zeros(n, a * h * w, 1), ious], dim=2).amax(dim=2)
@@ -151,7 +153,7 @@ def region_loss(
             shapes = pred[b_idx, :, row, col, 2:]  # (K, A, 2) fractions
         centred = torch.cat([torch.zeros_like(shapes), shapes], dim=-1)  # (K, A, 4)
         g_centred = torch.cat([torch.zeros_like(g[:, 2:]), g[:, 2:]], dim=-1)  # (K, 4)
-        best_n = _box_iou(centred, g_centred[:, None, :]).argmax(dim=1)  # (K,) first best wins
+        best_n = centre_size_iou(centred, g_centred[:, None, :]).argmax(dim=1)  # (K,) first best wins
 
         # A later truth on the same (b, best_n, j, i) overwrites every delta of an earlier one:
         # keep, for each prediction, only its truth of highest row number t.
@@ -176,7 +178,7 @@ def region_loss(
         box_scale[at] = coord_scale * (2.0 - g[:, 2] * g[:, 3])
         # Objectness toward IoU(predicted box, truth) with rescore, else toward 1.
         obj_scale[at] = object_scale
-        obj_target[at] = _box_iou(pred[at], g) if rescore else 1.0
+        obj_target[at] = centre_size_iou(pred[at], g) if rescore else 1.0
         responsible = torch.zeros_like(objectness, dtype=torch.bool)
         responsible[at] = True
         class_target = torch.zeros_like(objectness, dtype=torch.long)  # read where responsible
@@ -210,45 +212,6 @@ def region_loss(
         d_class = class_scale * (onehot - probs) * responsible[:, :, None]
         delta = torch.cat([d_box.permute(0, 1, 4, 2, 3), d_obj[:, :, None], d_class], dim=2)
     return RegionLoss(loss, delta.reshape(output.shape), parts)
-
-
-def _decode(xy: Tensor, twh: Tensor, anchors: Tensor, anchor_units: tuple[int, int]) -> Tensor:
-    """Decoded boxes as get_region_box and get_yolo_box make them, (N, A, H, W, 4) cx, cy, w, h fractions.
-
-    xy: sigma(tx), sigma(ty) and twh: raw tw, th, each (N, A, H, W, 2); anchors (A, 2) in the
-    units of which ``anchor_units`` = (width, height) is the whole image: grid cells for
-    YOLOv2's [region] (the grid's W, H), input pixels for YOLOv3's [yolo] (the net's w, h).
-    Shared by region_loss and yolo_loss.
-    """
-    _, a, h, w, _ = xy.shape
-    units_w, units_h = anchor_units
-    cols = torch.arange(w, device=xy.device, dtype=xy.dtype).view(1, 1, 1, w)
-    rows = torch.arange(h, device=xy.device, dtype=xy.dtype).view(1, 1, h, 1)
-    anchor_w, anchor_h = anchors[:, 0].view(1, a, 1, 1), anchors[:, 1].view(1, a, 1, 1)
-    return torch.stack(
-        [
-            (cols + xy[..., 0]) / w,
-            (rows + xy[..., 1]) / h,
-            torch.exp(twh[..., 0]) * anchor_w / units_w,
-            torch.exp(twh[..., 1]) * anchor_h / units_h,
-        ],
-        dim=-1,
-    )
-
-
-def _box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """box_iou of Darknet's box.c on broadcast (..., 4) cx, cy, w, h boxes (any one unit)."""
-
-    def overlap(centre_a: Tensor, size_a: Tensor, centre_b: Tensor, size_b: Tensor) -> Tensor:
-        left = torch.maximum(centre_a - size_a / 2, centre_b - size_b / 2)
-        right = torch.minimum(centre_a + size_a / 2, centre_b + size_b / 2)
-        return right - left
-
-    ow = overlap(a[..., 0], a[..., 2], b[..., 0], b[..., 2])
-    oh = overlap(a[..., 1], a[..., 3], b[..., 1], b[..., 3])
-    inter = torch.where((ow < 0) | (oh < 0), torch.zeros_like(ow), ow * oh)
-    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    return inter / union
 
 
 def _check_inputs(

@@ -41,7 +41,7 @@ WEIGHTS_VARIABLE = "YOLO_WEIGHTS"  # a path to yolov3.weights the reader already
 DOWNLOAD_VARIABLE = "YOLO_DOWNLOAD"  # "1": allow the download outside Colab
 CACHE_VARIABLE = "YOLO_CACHE"  # where downloads are kept (default ~/.cache/yolo_lessons)
 REPOSITORY = "https://github.com/yolo-from-scratch/yolo-from-scratch"  # as _config.yml's repository url
-CHECKOUT = Path(__file__).resolve().parent.parent  # the repository's root, when the package runs from one
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository's root, when the package runs from one
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ first (``image.c``, then rows, then columns); PyTorch's convolutions want the sa
 (N, C, H, W) layout. A PIL image and a numpy array come channels last, (H, W, 3), and as
 uint8: ``image_batch`` moves the channels first, scales to [0, 1] and adds the batch
 dimension, and, with ``letterbox=``, fits the image into the network's square (or
-rectangular) input as Darknet's ``letterbox_image`` does (``yolo_lessons.letterbox``).
+rectangular) input as Darknet's ``letterbox_image`` does (``yolo_lessons.data.letterbox``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def image_batch(image, letterbox: int | tuple[int, int] | None = None) -> Tensor
     Without ``letterbox`` the image keeps its size (the networks need sides that are
     multiples of 32). With ``letterbox=416`` (or ``(width, height)``) it is resized with its
     aspect ratio kept and padded with grey to that size, as Darknet's ``letterbox_image``
-    does; then the result is ``(batch, geometry)``, and ``yolo_lessons.letterbox.boxes_to_image``
+    does; then the result is ``(batch, geometry)``, and ``yolo_lessons.data.letterbox.boxes_to_image``
     maps the detected boxes back onto the original image with the geometry.
     """
     pixels = image_tensor(image)

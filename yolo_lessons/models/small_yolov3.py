@@ -2,7 +2,7 @@
 
 Same ideas as ``yolov3.py`` (Redmon & Farhadi, "YOLOv3: An Incremental Improvement", 2018,
 section 2.3 "Predictions Across Scales"; Darknet's ``yolov3.cfg``), shrunk for 128 x 128
-images of the book's synthetic shapes (``data.py``):
+images of the book's synthetic shapes (``data.shapes``):
 
 * the backbone is Darknet-53's layout (paper, Table 1) at ``width / 32`` of its filters and
   far fewer residual blocks: a 3x3 stem conv of ``width`` filters, then five stages, each a
@@ -14,14 +14,14 @@ images of the book's synthetic shapes (``data.py``):
   with the backbone's stride-16 map, **the upsampled tensor first** (``[route] -1, 61``),
   and the same again down to stride 8 (``[route] -1, 36``);
 * every detector is a 3x3 ``ConvBlock`` and a 1x1 conv with a bias, giving
-  ``3 * (5 + C)`` channels anchor-major (decode with ``decode.decode_yolov3``, train with
-  ``yolo_loss.yolo_loss``).
+  ``3 * (5 + C)`` channels anchor-major (decode with ``detection.decode.decode_yolov3``, train with
+  ``losses.yolo_loss``).
 
 Anchors: nine (w, h) in **pixels of the network input**, as a ``[yolo]`` layer's
 ``anchors``, sorted by area; the three smallest go to the finest grid (stride 8), the
 middle three to stride 16, the three largest to stride 32: ``masks`` = 6,7,8 / 3,4,5 /
 0,1,2 in head order, exactly as ``yolov3.cfg``. The training command uses nine k-means
-anchors of its training boxes (``anchors.kmeans_anchors`` returns them sorted by area).
+anchors of its training boxes (``data.anchors.kmeans_anchors`` returns them sorted by area).
 
 At ``width=8`` and 3 classes: 39 weighted layers, 1,176,736 trainable parameters and
 66,076,672 multiply-adds per 128 x 128 image (grids 4 x 4, 8 x 8 and 16 x 16). YOLOv3 on
@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import ConvBlock, ResidualBlock, check_image_batch
+from .blocks import ConvBlock
+from .darknet53 import make_stage, stage_outputs
 from .yolov3 import ANCHOR_MASKS, STRIDES, conv_set, detector
 
 STEM_MULTIPLE = 1  # the stem conv has width filters (Darknet-53: 32 at width 32)
@@ -57,18 +58,10 @@ MASKS = ANCHOR_MASKS  # ((6, 7, 8), (3, 4, 5), (0, 1, 2)): big anchors on the co
 NUM_ANCHORS = 9
 
 # Placeholder anchors (pixels of a 128 x 128 input, sorted by area): roughly 5 to 70 pixels,
-# the range of ``data.make_image(size=128, min_side=0.03, max_side=0.6)``. Train with k-means ones.
+# the range of ``data.shapes.make_image(size=128, min_side=0.03, max_side=0.6)``. Train with k-means ones.
 DEFAULT_ANCHORS: tuple[tuple[float, float], ...] = (
     (5, 6), (9, 8), (12, 16), (20, 14), (22, 26), (36, 28), (32, 46), (52, 50), (72, 70),
 )
-
-
-def _make_stage(in_channels: int, channels: int, blocks: int) -> nn.Sequential:
-    """Darknet-53's stage: a 3x3 stride-2 ConvBlock, then ``blocks`` residual units."""
-    return nn.Sequential(
-        ConvBlock(in_channels, channels, 3, stride=2),
-        *(ResidualBlock(channels) for _ in range(blocks)),
-    )
 
 
 class SmallYOLOv3(nn.Module):
@@ -112,7 +105,7 @@ class SmallYOLOv3(nn.Module):
         self.stem = ConvBlock(3, STEM_MULTIPLE * width, 3)
         stages, in_channels = [], STEM_MULTIPLE * width
         for multiple, blocks in SMALL_YOLOV3_STAGES:
-            stages.append(_make_stage(in_channels, multiple * width, blocks))
+            stages.append(make_stage(in_channels, multiple * width, blocks))
             in_channels = multiple * width
         self.stages = nn.ModuleList(stages)
         route16, route8 = SMALL_YOLOV3_STAGES[3][0] * width, SMALL_YOLOV3_STAGES[2][0] * width  # 16w, 8w
@@ -129,13 +122,7 @@ class SmallYOLOv3(nn.Module):
 
     def feature_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The backbone's stride-8 (8w channels), stride-16 (16w) and stride-32 (32w) maps."""
-        check_image_batch(x)
-        x = self.stem(x)
-        for stage in self.stages[:3]:
-            x = stage(x)
-        stride8 = x
-        stride16 = self.stages[3](stride8)
-        return stride8, stride16, self.stages[4](stride16)
+        return stage_outputs(self.stem, self.stages, x)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         stride8, stride16, stride32 = self.feature_maps(x)

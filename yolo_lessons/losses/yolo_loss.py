@@ -47,7 +47,7 @@ saturation, the delta is 0 and the later truth writes a fresh one-hot. We reprod
 ``assign_yolo_targets`` returns pass 2's choice for every truth (head, anchor, cell, and
 whether a later truth shares its prediction), the same one ``yolo_loss`` trains with.
 
-Units: each head output is (N, A*(5+C), H, W), anchor-major as in ``decode.decode_yolov3``
+Units: each head output is (N, A*(5+C), H, W), anchor-major as in ``detection.decode.decode_yolov3``
 (slot ``a`` owns channels ``a*(5+C) ... a*(5+C)+4+C``: tx, ty, tw, th, objectness, C class
 logits), slot ``a`` of head ``s`` uses anchor ``masks[s][a]``; ground truths are
 (class, cx, cy, w, h) as fractions of the image; anchors are (w, h) in input pixels.
@@ -72,7 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .region_loss import _box_iou, _decode  # box.c's box_iou and the box decoding, shared with [region]
+from .boxes import centre_size_iou, decode_boxes
 
 IGNORE_THRESH = 0.7  # yolov3.cfg, every [yolo] section: ignore_thresh = .7
 VOC_IGNORE_THRESH = 0.5  # yolov3-voc.cfg: ignore_thresh = .5 (also parse_yolo's default)
@@ -227,12 +227,12 @@ def _yolo_layer(
 
     with torch.no_grad():  # targets are constants
         p_xy, p_obj, p_class = torch.sigmoid(z_xy), torch.sigmoid(z_obj), torch.sigmoid(z_class)
-        pred = _decode(p_xy, z_wh.detach(), layer_anchors, (net_w, net_h))  # (N, A, H, W, 4) fractions
+        pred = decode_boxes(p_xy, z_wh.detach(), layer_anchors, (net_w, net_h))  # (N, A, H, W, 4) fractions
         valid = torch.arange(m, device=device) < counts[:, None]  # (N, M) real truth rows
 
         # Pass 1, over every (b, j, i, n): best_iou of the decoded box with any truth of the
         # image (all of them, whichever head trains them).
-        ious = _box_iou(pred.reshape(n, -1, 1, 4), truths[:, None, :, 1:])  # (N, A*H*W, M)
+        ious = centre_size_iou(pred.reshape(n, -1, 1, 4), truths[:, None, :, 1:])  # (N, A*H*W, M)
         ious = ious.masked_fill(~valid[:, None, :], 0.0)  # padding rows count for nothing
         # Darknet starts best_iou at 0 (an IoU is never below): 0 also serves images with no truths.
         best_iou = ious.amax(dim=2).reshape(n, a, h, w) if m else ious.new_zeros(n, a, h, w)
@@ -326,7 +326,7 @@ def _assign(
     shapes = anchors / anchors.new_tensor([net_w, net_h])  # (T, 2) fractions
     centred = torch.cat([torch.zeros_like(shapes), shapes], dim=-1)  # (T, 4)
     g_centred = torch.cat([torch.zeros_like(g[:, 2:]), g[:, 2:]], dim=-1)  # (K, 4)
-    shape_iou, best_n = _box_iou(centred[None], g_centred[:, None]).max(dim=1)  # (K,) each
+    shape_iou, best_n = centre_size_iou(centred[None], g_centred[:, None]).max(dim=1)  # (K,) each
     # mask_n = int_index(l.mask, best_n, l.n): which head, and where in its mask.
     scale_of = torch.empty(len(anchors), dtype=torch.long, device=device)
     slot_of = torch.empty(len(anchors), dtype=torch.long, device=device)

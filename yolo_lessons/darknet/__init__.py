@@ -1,0 +1,41 @@
+"""What reads and writes Darknet's own files, and fetches the large ones.
+
+May import ``models``, ``data`` and ``losses``; never a command, a checkpoint or plotting:
+
+* ``weights``: Darknet's ``.weights`` format, read into the book's networks layer by layer in
+  cfg order, and written back;
+* ``book_weights``: the small YOLOv2 the book trained, shipped as a ``.weights`` file
+  (``yolo_lessons/weights/``), and the layer order that reads it;
+* ``coco``: the 80 class names of Darknet's ``coco.names``, in YOLOv3's output order;
+* ``download``: the original ``yolov3.weights``, fetched only where allowed, cached and checked
+  by MD5; and the experiment results the book commits, read from the checkout or the repository.
+"""
+
+from .book_weights import BOOK_ANCHORS, BOOK_WEIGHTS, load_book_model
+from .coco import COCO_CLASSES
+from .download import find_yolov3_weights, stored_json
+from .weights import (
+    DarknetHeader,
+    WeightedLayer,
+    darknet_float_count,
+    darknet_layers,
+    load_darknet_weights,
+    read_darknet_header,
+    save_darknet_weights,
+)
+
+__all__ = [
+    "BOOK_ANCHORS",
+    "BOOK_WEIGHTS",
+    "COCO_CLASSES",
+    "DarknetHeader",
+    "WeightedLayer",
+    "darknet_float_count",
+    "darknet_layers",
+    "find_yolov3_weights",
+    "load_book_model",
+    "load_darknet_weights",
+    "read_darknet_header",
+    "save_darknet_weights",
+    "stored_json",
+]

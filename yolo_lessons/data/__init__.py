@@ -1,0 +1,35 @@
+"""What feeds a network: images and their boxes, shaped the way Darknet shapes them.
+
+May import ``models``; never a loss, detection, Darknet-file or command module (today it needs none
+of ours at all):
+
+* ``shapes``: the book's synthetic training set, seeded images of circles, squares and
+  triangles with their boxes (``make_image``, ``ShapesDataset``, ``collate``);
+* ``letterbox``: Darknet's ``letterbox_image`` (resize keeping the aspect, pad with grey) and
+  the box mapping between the original image and the network input;
+* ``images``: a picture (a PIL image or an array) as the tensor batch a model takes;
+* ``anchors``: k-means over box shapes with Darknet's 1 - IoU distance, for a model's anchors.
+"""
+
+from .anchors import box_shape_iou, kmeans_anchors, mean_best_iou, to_grid_cells
+from .images import image_batch, image_tensor
+from .letterbox import Letterbox, boxes_to_image, boxes_to_network, letterbox_image, network_input
+from .shapes import SHAPE_CLASSES, ShapesDataset, collate, make_image
+
+__all__ = [
+    "SHAPE_CLASSES",
+    "Letterbox",
+    "ShapesDataset",
+    "box_shape_iou",
+    "boxes_to_image",
+    "boxes_to_network",
+    "collate",
+    "image_batch",
+    "image_tensor",
+    "kmeans_anchors",
+    "letterbox_image",
+    "make_image",
+    "mean_best_iou",
+    "network_input",
+    "to_grid_cells",
+]

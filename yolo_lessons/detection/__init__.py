@@ -1,0 +1,43 @@
+"""What turns a network's output into boxes, and how good those boxes are.
+
+May import ``models``, ``data`` and ``losses``; never a command, a checkpoint or plotting:
+
+* ``decode``: raw head outputs of YOLOv1, YOLOv2 and YOLOv3 as boxes, objectness and class
+  probabilities, as Darknet's ``get_*_detections`` compute them;
+* ``nms``: Darknet's scores and thresholds, IoU of corner boxes, per-class non-maximum
+  suppression (a literal loop kept beside the fast one), and ``postprocess`` from decoded
+  predictions to each image's detections;
+* ``metrics``: VOC mean average precision, all-point and 11-point, as the devkit computes it;
+* ``size_ap``: average precision by object size, in the book's own size buckets.
+"""
+
+from .decode import (
+    Detections,
+    box_corners,
+    darknet_to_cell_major,
+    decode_yolov1,
+    decode_yolov2,
+    decode_yolov3,
+)
+from .metrics import GroundTruth, mean_average_precision
+from .nms import ImageDetections, box_iou, darknet_scores, nms, nms_reference, postprocess
+from .size_ap import SIZE_BUCKETS, ap_by_size
+
+__all__ = [
+    "SIZE_BUCKETS",
+    "Detections",
+    "GroundTruth",
+    "ImageDetections",
+    "ap_by_size",
+    "box_corners",
+    "box_iou",
+    "darknet_scores",
+    "darknet_to_cell_major",
+    "decode_yolov1",
+    "decode_yolov2",
+    "decode_yolov3",
+    "mean_average_precision",
+    "nms",
+    "nms_reference",
+    "postprocess",
+]

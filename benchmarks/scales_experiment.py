@@ -34,10 +34,11 @@ from pathlib import Path
 import torch
 
 from yolo_lessons.detection.decode import box_corners
+from yolo_lessons.detection.inference import decode_model_output
 from yolo_lessons.detection.metrics import GroundTruth, mean_average_precision
 from yolo_lessons.detection.nms import VALID_THRESHOLD, postprocess
 from yolo_lessons.detection.size_ap import SIZE_BUCKETS, ap_by_size
-from yolo_lessons.train import ImageCache, TrainConfig, decode_output, train
+from yolo_lessons.train import ImageCache, TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scales_experiment"
 IMAGE_SIZE = 128
@@ -56,7 +57,7 @@ def detect(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 100) 
     found = []
     for start in range(0, len(images), batch_size):
         output = model(images[start : start + batch_size])
-        found += postprocess(decode_output(model, output, images.shape[-1]), thresh=VALID_THRESHOLD)
+        found += postprocess(decode_model_output(model, output, images.shape[-1]), thresh=VALID_THRESHOLD)
     return found
 
 

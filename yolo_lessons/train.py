@@ -65,7 +65,8 @@ from torch import Tensor, nn
 
 from .data.anchors import kmeans_anchors, mean_best_iou, to_grid_cells
 from .data.shapes import MAX_SIDE, MIN_SIDE, SHAPE_CLASSES, check_image_size, collate, make_image
-from .detection.decode import Detections, box_corners, decode_yolov2, decode_yolov3
+from .detection.decode import box_corners
+from .detection.inference import decode_model_output
 from .detection.metrics import GroundTruth, mean_average_precision
 from .detection.nms import VALID_THRESHOLD, postprocess
 from .losses.region_loss import region_loss
@@ -339,13 +340,6 @@ def model_loss(model: nn.Module, output, boxes: Tensor, counts: Tensor, num_clas
                        prior_images=prior_images)
 
 
-def decode_output(model: nn.Module, output, image_size: int) -> Detections:
-    """Boxes of a forward pass, on the CPU: ``decode_yolov3`` for three heads, ``decode_yolov2`` for one."""
-    if isinstance(model, SmallYOLOv3):
-        return decode_yolov3([o.float().cpu() for o in output], model.anchors.cpu(), model.masks, image_size)
-    return decode_yolov2(output.float().cpu(), model.anchors.cpu())
-
-
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 
@@ -367,7 +361,7 @@ def evaluate(
     try:
         for start in range(0, len(images), batch_size):
             output = model(images[start : start + batch_size].to(device))
-            detections += postprocess(decode_output(model, output, images.shape[-1]), thresh=VALID_THRESHOLD)
+            detections += postprocess(decode_model_output(model, output, images.shape[-1]), thresh=VALID_THRESHOLD)
     finally:
         model.train(was_training)
     truths = [boxes[i, : counts[i]] for i in range(len(images))]  # (M_i, 5) class, cx, cy, w, h fractions

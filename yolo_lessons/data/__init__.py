@@ -7,12 +7,13 @@ of ours at all):
   triangles with their boxes (``make_image``, ``ShapesDataset``, ``collate``);
 * ``letterbox``: Darknet's ``letterbox_image`` (resize keeping the aspect, pad with grey) and
   the box mapping between the original image and the network input;
-* ``images``: a picture (a PIL image or an array) as the tensor batch a model takes;
+* ``images``: a picture (a PIL image or an array) as the tensor batch a model takes, and
+  ``read_image``, an image file as an upright RGB array;
 * ``anchors``: k-means over box shapes with Darknet's 1 - IoU distance, for a model's anchors.
 """
 
 from .anchors import box_shape_iou, kmeans_anchors, mean_best_iou, to_grid_cells
-from .images import image_batch, image_tensor
+from .images import image_batch, image_tensor, read_image
 from .letterbox import Letterbox, boxes_to_image, boxes_to_network, letterbox_image, network_input
 from .shapes import SHAPE_CLASSES, ShapesDataset, collate, make_image
 
@@ -31,5 +32,6 @@ __all__ = [
     "make_image",
     "mean_best_iou",
     "network_input",
+    "read_image",
     "to_grid_cells",
 ]

@@ -65,3 +65,21 @@ def image_batch(image, letterbox: int | tuple[int, int] | None = None) -> Tensor
     width, height = (letterbox, letterbox) if isinstance(letterbox, int) else letterbox
     boxed, geometry = letterbox_image(pixels, width, height)
     return boxed.unsqueeze(0), geometry
+
+
+def read_image(path) -> np.ndarray:
+    """An image file (JPEG, PNG, BMP, ...) -> a uint8 (H, W, 3) RGB array, upright.
+
+    The EXIF orientation a camera records is applied (a photo taken sideways is turned as a
+    viewer shows it), and greyscale, palette and RGBA images are converted to RGB (an alpha
+    channel is dropped, as Darknet's ``load_image`` keeps three channels). A file that is not an
+    image raises ``ValueError`` naming it.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            upright = ImageOps.exif_transpose(image)
+            return np.asarray(upright.convert("RGB")).copy()
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read {path} as an image: {error}") from None

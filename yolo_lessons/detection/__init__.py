@@ -8,7 +8,9 @@ May import ``models``, ``data`` and ``losses``; never a command, a checkpoint or
   suppression (a literal loop kept beside the fast one), and ``postprocess`` from decoded
   predictions to each image's detections;
 * ``metrics``: VOC mean average precision, all-point and 11-point, as the devkit computes it;
-* ``size_ap``: average precision by object size, in the book's own size buckets.
+* ``size_ap``: average precision by object size, in the book's own size buckets;
+* ``inference``: ``detect``, one call from a picture to its boxes in the picture's pixels, as
+  ``./darknet detector test`` goes (the detect command and the chapters use it).
 """
 
 from .decode import (
@@ -19,6 +21,7 @@ from .decode import (
     decode_yolov2,
     decode_yolov3,
 )
+from .inference import Found, decode_model_output, detect
 from .metrics import GroundTruth, mean_average_precision
 from .nms import ImageDetections, box_iou, darknet_scores, nms, nms_reference, postprocess
 from .size_ap import SIZE_BUCKETS, ap_by_size
@@ -26,6 +29,7 @@ from .size_ap import SIZE_BUCKETS, ap_by_size
 __all__ = [
     "SIZE_BUCKETS",
     "Detections",
+    "Found",
     "GroundTruth",
     "ImageDetections",
     "ap_by_size",
@@ -36,6 +40,8 @@ __all__ = [
     "decode_yolov1",
     "decode_yolov2",
     "decode_yolov3",
+    "decode_model_output",
+    "detect",
     "mean_average_precision",
     "nms",
     "nms_reference",

@@ -21,8 +21,10 @@ from yolo_lessons.data.anchors import kmeans_anchors, to_grid_cells
 from yolo_lessons.data.shapes import make_image
 from yolo_lessons.losses.region_loss import PART_NAMES
 from yolo_lessons.train import (
+    BEST_NAME,
     CHECKPOINT_NAME,
     EXIT_INTERRUPTED,
+    RESULTS_NAME,
     ImageCache,
     anchors_from_images,
     build_parser,
@@ -150,7 +152,7 @@ def test_resume_refuses_to_change_the_recipe(tmp_path):
 
 def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(tmp_path):
     history = train(out=str(tmp_path), **TINY)
-    assert sorted(os.listdir(tmp_path)) == [CHECKPOINT_NAME]  # no temporary file left behind
+    assert sorted(os.listdir(tmp_path)) == [CHECKPOINT_NAME, RESULTS_NAME]  # no temporary file left behind
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)  # tensors and plain data only
     assert state["step"] == 6 and state["seen"] == 24
     assert state["config"]["batch_size"] == 4 and state["classes"] == ["circle", "square", "triangle"]
@@ -246,7 +248,7 @@ def test_torchrun_two_gloo_processes_train_and_write_one_checkpoint(tmp_path):
     ]
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert os.listdir(tmp_path) == [CHECKPOINT_NAME]  # rank 0 alone writes
+    assert sorted(os.listdir(tmp_path)) == [BEST_NAME, CHECKPOINT_NAME, RESULTS_NAME]  # rank 0 alone writes
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert state["step"] == 3 and state["seen"] == 24  # 3 steps x 2 processes x 4 images
     assert state["history"]["eval_steps"] == [3]

@@ -12,7 +12,16 @@ What one run does:
 4. every ``--eval-every`` steps and at the end: mAP@0.5 on ``--eval-images`` held-out images
    (another seed, ``--eval-seed``), scored as ``./darknet detector valid`` does (threshold
    0.005, per-class NMS at IoU 0.45, VOC all-point AP);
-5. saves ``OUT/checkpoint.pt`` at every evaluation, at the end and on Ctrl-C.
+5. saves ``OUT/checkpoint.pt`` (the last state, to ``--resume`` from) every ``--save-every``
+   steps, at every evaluation, at the end and on Ctrl-C or SIGTERM; ``OUT/best.pt`` whenever
+   the held-out mAP is the best so far; and one row a step and one an evaluation in
+   ``OUT/results.csv`` as the run goes.
+
+Fail-safe: every option and file is checked before the first step (a bad one gets one line
+and exit status 2, and nothing is written); a folder that already holds a run is refused
+unless ``--resume`` continues it, and without ``--out`` each run gets a new folder
+(``runs/train``, then ``runs/train-2``, ...); a loss that turns NaN or infinite stops the run,
+keeps the last good checkpoint and exits 1.
 
 ``--model small_yolov3`` trains the scaled-down YOLOv3 (``small_yolov3``) the same way, with
 what YOLOv3 needs instead: nine k-means anchors in **input pixels**, split across its three
@@ -48,6 +57,7 @@ second process, on the other core.
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 import signal
@@ -69,12 +79,19 @@ from .detection.decode import box_corners
 from .detection.inference import decode_model_output
 from .detection.metrics import GroundTruth, mean_average_precision
 from .detection.nms import VALID_THRESHOLD, postprocess
+from .losses.region_loss import PART_NAMES as REGION_PARTS
 from .losses.region_loss import region_loss
+from .losses.yolo_loss import PART_NAMES as YOLO_PARTS
 from .losses.yolo_loss import yolo_loss
 from .models.small_yolov2 import PASSTHROUGHS, STRIDE, SmallYOLOv2, small_yolov2
 from .models.small_yolov3 import SmallYOLOv3, small_yolov3
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = "checkpoint.pt"  # the last state of the run: what --resume continues
+BEST_NAME = "best.pt"  # the state of the best held-out mAP so far (same format)
+RESULTS_NAME = "results.csv"  # one row a step and one an evaluation
+DEFAULT_OUT = "runs/train"
+EXIT_DIVERGED = 1  # the loss became NaN or infinite
+EXIT_TERMINATED = 143  # the shell's code for "ended by SIGTERM" (128 + 15)
 CHECKPOINT_FORMAT = 1
 ANCHOR_IMAGES = 1000  # k-means runs on the boxes of the first (at most) this many training images
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by SIGINT" (128 + 2)
@@ -94,6 +111,9 @@ RECIPE_MIN_SIDE = 0.25  # the recipe's smallest object side; the data's own defa
 # machine a step of small_yolov2 takes about a quarter less time. The values are the same up to
 # float rounding; the model is returned in the ordinary layout.
 LAYOUT = torch.channels_last
+# Settings that do not define the recipe but change the numbers: a resumed run keeps them too
+# (threads: a second torch thread sums in another order; device: another arithmetic).
+KEPT_ON_RESUME = ("threads", "device")
 # Options added after the first checkpoints were written, with the value those runs had.
 EARLIER_DEFAULTS = {"warmup": 0}
 
@@ -134,7 +154,8 @@ class TrainConfig:
     eval_every: int = 480
     eval_images: int = 500
     eval_seed: int = 1000
-    out: str | None = "runs/train"
+    save_every: int = 100
+    out: str | None = DEFAULT_OUT
     resume: str | None = None
     stop_after: int | None = None
     device: str = "cpu"
@@ -147,7 +168,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"expected a positive integer {name}, got {value!r}")
-        for name in ("train_images", "eval_every", "prior_images", "seed", "eval_seed", "warmup"):
+        for name in ("train_images", "eval_every", "prior_images", "seed", "eval_seed", "warmup", "save_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"expected a non-negative integer {name}, got {value!r}")
@@ -164,8 +185,11 @@ class TrainConfig:
             raise ValueError(
                 f"expected 0 < min_side <= max_side <= 1 (fractions of the image), got {self.min_side}, {self.max_side}"
             )
-        if not self.lr > 0 or not self.weight_decay >= 0:
-            raise ValueError(f"expected lr > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+        finite = math.isfinite(self.lr) and math.isfinite(self.weight_decay)
+        if not finite or not self.lr > 0 or not self.weight_decay >= 0:
+            raise ValueError(
+                f"expected a finite lr > 0 and a finite weight_decay >= 0, got {self.lr} and {self.weight_decay}"
+            )
         if self.passthrough not in PASSTHROUGHS:
             raise ValueError(f"expected passthrough in {PASSTHROUGHS}, got {self.passthrough!r}")
         if self.eval_seed == self.seed:
@@ -178,6 +202,8 @@ class TrainConfig:
             raise ValueError(f"expected a positive number of threads, got {self.threads!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"expected device 'cpu' or 'cuda', got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("expected a CUDA GPU for device 'cuda', but torch sees none (use --device cpu)")
 
 
 @dataclass
@@ -189,6 +215,8 @@ class TrainHistory:
     eval_steps, eval_map, eval_map11, eval_seconds: one per evaluation, the step, held-out
         mAP@0.5 (VOC all-point and 11-point) and the training seconds so far (evaluation
         time excluded).
+    interrupted: stopped by Ctrl-C, SIGTERM (``terminated``) or ``stop_after``, resumable.
+    diverged_at: the step whose loss was NaN or infinite (the run stopped there), else None.
     """
 
     losses: list[float] = field(default_factory=list)
@@ -200,6 +228,8 @@ class TrainHistory:
     train_seconds: float = 0.0
     images_seen: int = 0
     interrupted: bool = False
+    diverged_at: int | None = None
+    terminated: bool = False
     anchors: list[list[float]] = field(default_factory=list)
     checkpoint: str | None = None
     model: SmallYOLOv2 | SmallYOLOv3 | None = None
@@ -288,17 +318,19 @@ def step_batches(dataset: StepBatches, workers: int) -> Iterator[tuple[Tensor, T
 
     Drawing a batch of 16 images takes about a fifth of a step on one core, and the model's
     small convolutions gain little from a second thread; one worker drawing ahead on the other
-    core hides it. Workers ignore Ctrl-C: the training loop stops on it and saves a checkpoint.
+    core hides it. Workers ignore Ctrl-C and SIGTERM: the training loop stops on them and saves.
     """
     if workers == 0:
         return (dataset[k] for k in range(len(dataset)))
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
-                                         worker_init_fn=_ignore_sigint, prefetch_factor=2)
+                                         worker_init_fn=_ignore_stop_signals, prefetch_factor=2)
     return iter(loader)
 
 
-def _ignore_sigint(worker_id: int) -> None:
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Workers leave Ctrl-C and SIGTERM to the training loop, which stops them after saving."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def box_shapes(cache: ImageCache, count: int, grid_size: int) -> np.ndarray:
@@ -416,12 +448,71 @@ def save_checkpoint(path: str, state: dict) -> None:
         raise
 
 
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint written by ``train``, loaded with ``weights_only=True`` (tensors and plain data only)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"expected a yolo_lessons.train checkpoint of format {CHECKPOINT_FORMAT}, got {path}")
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "world_size", "rng", "config", "anchors", "classes", "history")
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint written by ``train``, loaded with ``weights_only=True`` (tensors and plain data only).
+
+    Anything else -- no file, a folder, an empty, truncated or foreign file, a Darknet
+    ``.weights`` file -- raises ``ValueError`` with one line saying what came.
+    """
+    path = os.fspath(path)
+    expected = "expected a checkpoint written by yolo_lessons.train"
+    if os.path.isdir(path):
+        raise ValueError(f"{expected}, got the folder {path} (a run keeps it in {os.path.join(path, CHECKPOINT_NAME)})")
+    if not os.path.isfile(path):
+        raise ValueError(f"{expected}, got {path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{expected}, got {path}: the file is empty")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a file it cannot read
+        kind = "a Darknet .weights file holds weights, not a run" if path.endswith(".weights") else (
+            f"torch.load cannot read it ({type(error).__name__}): a truncated copy or another kind of file"
+        )
+        raise ValueError(f"{expected}, got {path}: {kind}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{expected} (format {CHECKPOINT_FORMAT}), got {path}: a torch file of another kind")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"{expected}, got {path}: it lacks {', '.join(missing)}")
     return state
+
+
+def check_output_folder(out: str, resuming: bool) -> None:
+    """Before any work: ``out`` must be a folder we can write in, and hold no other run.
+
+    Writing is tried, not guessed from permission bits (root ignores them; a read-only mount
+    does not): a temporary file is made and removed in the folder, or in its nearest existing
+    parent when it does not exist yet. Nothing is left behind.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"expected out to be a folder, {out} is a file")
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"expected a folder I can write to for out, cannot write in {existing}: {reason}") from None
+    held = [name for name in (CHECKPOINT_NAME, BEST_NAME, RESULTS_NAME) if os.path.exists(os.path.join(out, name))]
+    if held and not resuming:
+        raise ValueError(
+            f"{out} already holds a run ({', '.join(held)}): continue it with --resume, or give another --out"
+        )
+
+
+def free_run_folder(base: str = DEFAULT_OUT) -> str:
+    """``base`` if it holds nothing yet, else the first of ``base-2``, ``base-3``, ... that does not exist."""
+    if not os.path.exists(base) or (os.path.isdir(base) and not os.listdir(base)):
+        return base
+    number = 2
+    while os.path.exists(f"{base}-{number}"):
+        number += 1
+    return f"{base}-{number}"
 
 
 def model_from_checkpoint(path: str) -> SmallYOLOv2 | SmallYOLOv3:
@@ -432,6 +523,53 @@ def model_from_checkpoint(path: str) -> SmallYOLOv2 | SmallYOLOv3:
                         config["width"], config["passthrough"])
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def model_part_names(model: str) -> tuple[str, ...]:
+    """The terms of the model's loss, in the order ``history.parts`` and ``results.csv`` keep them."""
+    return YOLO_PARTS if model == "small_yolov3" else REGION_PARTS
+
+
+class ResultsLog:
+    """``OUT/results.csv``, written as the run goes: one row a step, one an evaluation.
+
+    Columns: ``step``, ``kind`` (``train`` or ``eval``), ``loss`` and each of its parts (per
+    image, as ``TrainHistory``), ``lr``, ``images_per_s``; an ``eval`` row has ``map50`` and
+    ``map50_11`` (held-out mAP@0.5, all-point and 11-point) instead. A resumed run keeps the rows
+    of the steps its checkpoint holds and drops those after it, which it computes again.
+    """
+
+    def __init__(self, path: str, parts: Sequence[str], first_step: int, history: TrainHistory):
+        self.path = path
+        self.columns = ["step", "kind", "loss", *parts, "lr", "images_per_s", "map50", "map50_11"]
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        rows: list[dict] = []
+        if first_step and os.path.exists(path):
+            with open(path, newline="", encoding="utf-8") as file:
+                rows = [row for row in csv.DictReader(file) if int(row["step"]) <= first_step]
+        elif first_step:  # resumed from a checkpoint elsewhere: the curves it carries
+            for index, loss in enumerate(history.losses):
+                parts_now = {name: f"{history.parts[name][index]:.6g}" for name in parts if name in history.parts}
+                rows.append({"step": index + 1, "kind": "train", "loss": f"{loss:.6g}", **parts_now})
+            for step, value, value11 in zip(history.eval_steps, history.eval_map, history.eval_map11, strict=True):
+                rows.append({"step": step, "kind": "eval", "map50": f"{value:.6g}", "map50_11": f"{value11:.6g}"})
+        with open(path, "w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _write(self, row: dict) -> None:
+        with open(self.path, "a", newline="", encoding="utf-8") as file:
+            csv.DictWriter(file, self.columns).writerow(row)
+
+    def step(self, step: int, values: Sequence[float], lr: float, images_per_s: float) -> None:
+        """``values``: the loss, then its parts, per image."""
+        numbers = dict(zip(self.columns[2 : 2 + len(values)], (f"{v:.6g}" for v in values), strict=True))
+        speed = f"{images_per_s:.1f}"
+        self._write({"step": step, "kind": "train", **numbers, "lr": f"{lr:.6g}", "images_per_s": speed})
+
+    def evaluation(self, step: int, map_all: float, map_11: float) -> None:
+        self._write({"step": step, "kind": "eval", "map50": f"{map_all:.6g}", "map50_11": f"{map_11:.6g}"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,7 +603,10 @@ def _start_processes(device: str) -> _Processes:
 
 
 class _StopOnSigint:
-    """While active, Ctrl-C (SIGINT) only asks the loop to stop after the current step.
+    """While active, Ctrl-C (SIGINT) or SIGTERM only asks the loop to stop after the current step.
+
+    SIGTERM is what ``kill``, ``timeout``, ``docker stop`` and a cluster's preemption send; it is
+    treated as Ctrl-C is (a resumable checkpoint, then exit), and ``terminated`` remembers it.
 
     Another Ctrl-C more than ``REPEAT_SIGINT_SECONDS`` later interrupts at once; sooner ones
     are the same request (torchrun passes the terminal's SIGINT on to processes that got it
@@ -474,24 +615,27 @@ class _StopOnSigint:
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.terminated = False
+        self._previous: dict = {}
         self._first = 0.0
 
     def __enter__(self) -> _StopOnSigint:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
         now = time.monotonic()
+        self.terminated = self.terminated or signum == signal.SIGTERM
         if not self.requested:
             self.requested, self._first = True, now
         elif now - self._first > REPEAT_SIGINT_SECONDS:
             raise KeyboardInterrupt
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,6 +659,8 @@ def train(config: TrainConfig | None = None, **options) -> TrainHistory:
         resumed = load_checkpoint(path)
         config = _merge_resumed(config, resumed["config"], explicit=set(options))
     config.check()
+    if config.out is not None:
+        check_output_folder(config.out, resuming=resumed is not None)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     processes = _start_processes(config.device)
@@ -528,10 +674,12 @@ def train(config: TrainConfig | None = None, **options) -> TrainHistory:
 def _merge_resumed(config: TrainConfig, saved: dict, explicit: set[str]) -> TrainConfig:
     """The saved recipe, checked against the options the caller set explicitly."""
     merged, defaults = asdict(config), asdict(TrainConfig())
-    for name in RECIPE:
+    for name in (*RECIPE, *KEPT_ON_RESUME):
         was = saved.get(name, EARLIER_DEFAULTS.get(name, defaults[name]))  # a checkpoint older than the option
         if name in explicit and merged[name] != was:
-            raise ValueError(f"--resume continues the saved run: {name} was {was!r} there, got {merged[name]!r}")
+            raise ValueError(
+                f"--resume continues the saved run exactly: {name} was {was!r} there, got {merged[name]!r}"
+            )
         merged[name] = was
     return TrainConfig(**merged)
 
@@ -572,7 +720,10 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
         network = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     held_out = held_out_set(config) if processes.main and config.eval_every > 0 else None
+    writes = config.out is not None and processes.main
     checkpoint_path = os.path.join(config.out, CHECKPOINT_NAME) if config.out is not None else None
+    results = ResultsLog(os.path.join(config.out, RESULTS_NAME), model_part_names(config.model), step,
+                         history) if writes else None
     if talk:
         grids = [config.image_size // s for s in model.strides] if v3 else [grid_size]
         print(
@@ -586,11 +737,14 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
             + ", ".join(f"{w:.2f}x{h:.2f}" for w, h in anchors)
             + f"; mean best IoU {fit:.3f} over the boxes of {anchor_images} training images"
         )
+        if resumed is not None:
+            source = checkpoint_path if config.resume == "auto" else config.resume
+            print(f"resumed from step {step} of {config.steps} ({source})")
 
-    def save() -> None:
-        if checkpoint_path is None or not processes.main:
+    def save(path: str | None = checkpoint_path) -> None:
+        if path is None or not processes.main:
             return
-        save_checkpoint(checkpoint_path, {
+        save_checkpoint(path, {
             "format": CHECKPOINT_FORMAT,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -603,16 +757,22 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
             "classes": list(SHAPE_CLASSES),
             "history": _history_lists(history),
         })
-        history.checkpoint = checkpoint_path
+        if path == checkpoint_path:
+            history.checkpoint = checkpoint_path
 
     def run_eval() -> None:
         if held_out is None:
             return
         map_all, map_11 = evaluate(model, *held_out)
+        best = map_all > max(history.eval_map, default=-1.0)
         history.eval_steps.append(step)
         history.eval_map.append(map_all)
         history.eval_map11.append(map_11)
         history.eval_seconds.append(history.train_seconds)
+        if results is not None:
+            results.evaluation(step, map_all, map_11)
+        if best and config.out is not None:
+            save(os.path.join(config.out, BEST_NAME))
         if talk:
             _say(bar, f"step {step}: held-out mAP@0.5 {map_all:.4f} (11-point {map_11:.4f}), "
                       f"{history.train_seconds:.1f} s of training")
@@ -649,21 +809,29 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
                 history.parts.setdefault(name, []).append(value)
             history.train_seconds += time.perf_counter() - started
             history.images_seen = step * world_size * config.batch_size
+            speed = world_size * config.batch_size / (time.perf_counter() - started)  # images per second
+            if results is not None:
+                results.step(step, values[:-1], optimizer.param_groups[0]["lr"], speed)
             if bar is not None:
                 bar.update(1)
-                speed = world_size * config.batch_size / (time.perf_counter() - started)  # images per second
                 bar.set_postfix(loss=f"{values[0]:.3f}", img_s=f"{speed:.0f}")
+            if not math.isfinite(values[0]):  # every rank sees the same all-reduced loss
+                history.diverged_at = step
+                break
             if values[-1] > 0 or (config.stop_after is not None and step >= config.stop_after):
                 history.interrupted = True
+                history.terminated = stop.terminated
                 break
-            if config.eval_every and (step % config.eval_every == 0 or step == config.steps):
+            evaluate_now = config.eval_every and (step % config.eval_every == 0 or step == config.steps)
+            if evaluate_now:
                 run_eval()
+            if evaluate_now or (config.save_every and step % config.save_every == 0):
                 save()
     del batches  # stops the workers
     if bar is not None:
         bar.close()
-    if history.interrupted or not config.eval_every:
-        save()
+    if history.diverged_at is None and (history.interrupted or not config.eval_every):
+        save()  # a diverged run keeps its last good checkpoint: nothing after it is written
     if talk:
         _report(history, config, world_size)
     history.model = model.to(memory_format=torch.contiguous_format).eval()
@@ -699,9 +867,17 @@ def _restore_history(history: TrainHistory, saved: dict) -> None:
 
 def _report(history: TrainHistory, config: TrainConfig, world_size: int) -> None:
     steps = len(history.losses)
+    if history.diverged_at is not None:
+        kept = (f"the last good checkpoint is kept in {history.checkpoint}" if history.checkpoint
+                else f"no checkpoint was written before it (--save-every {config.save_every})")
+        print(f"stopped: the loss became {history.losses[-1]} at step {history.diverged_at} of {config.steps}; "
+              f"{kept}; try a lower --lr (it was {config.lr})", file=sys.stderr, flush=True)
+        return
     last = history.losses[-20:]
+    how = "stopped as asked (--stop-after)" if history.interrupted and config.stop_after == steps else (
+        "terminated (SIGTERM)" if history.terminated else "interrupted" if history.interrupted else "finished")
     lines = [
-        ("interrupted" if history.interrupted else "finished") + f" after {steps} of {config.steps} steps",
+        how + f" after {steps} of {config.steps} steps",
         f"images seen: {history.images_seen:,} ({world_size} process(es) x {config.batch_size} per step)",
         f"training time: {history.train_seconds:.1f} s "
         f"({history.images_seen / max(history.train_seconds, 1e-9):.0f} images/s, evaluation excluded)",
@@ -764,12 +940,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"0: neither, a checkpoint only at the end (default {defaults.eval_every})")
     add("--eval-images", type=int, help=f"held-out images for mAP (default {defaults.eval_images})")
     add("--eval-seed", type=int, help=f"seed of the held-out images, not --seed (default {defaults.eval_seed})")
-    add("--out", help=f"folder for {CHECKPOINT_NAME} (default {defaults.out})")
+    add("--out", help=f"folder of the run: {CHECKPOINT_NAME}, {BEST_NAME}, {RESULTS_NAME}; one that holds a run is "
+        f"refused unless --resume (default {DEFAULT_OUT}, or {DEFAULT_OUT}-2, -3, ... if taken)")
+    add("--save-every", type=int, metavar="N", help=f"write {CHECKPOINT_NAME} every N steps, evaluations aside; "
+        f"0: only at evaluations and the end (default {defaults.save_every})")
     add("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
         help=f"continue a run from CHECKPOINT (default OUT/{CHECKPOINT_NAME}) with its saved recipe; "
-        "the losses continue exactly as if it had never stopped")
-    add("--stop-after", type=int, metavar="STEP", help="stop as Ctrl-C would once STEP steps are done, "
-        "saving a checkpoint to --resume from; the schedule still ends at --steps")
+        "the losses continue exactly as if it had never stopped (--threads and --device are restored too)")
+    add("--stop-after", type=int, metavar="STEP", help="stop once STEP steps are done, saving a checkpoint to "
+        "--resume from (exit status 0); the schedule still ends at --steps")
     add("--device", choices=["cpu", "cuda"], help=f"cuda: on GPUs, NCCL under torchrun (default {defaults.device})")
     add("--no-progress", dest="progress", action="store_false", help="no progress bar (the report is still printed)")
     return parser
@@ -785,13 +964,23 @@ def parse_args(argv: Sequence[str] | None = None) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; 0 when it finished, 130 when Ctrl-C stopped it (after saving a checkpoint)."""
+    """Run the command: 0 when it finished (or stopped at ``--stop-after``), 130 when Ctrl-C and 143
+    when SIGTERM stopped it (after saving a checkpoint), 1 when the loss became NaN or infinite,
+    2 for a bad option or file (nothing written)."""
+    options = parse_args(argv)
+    if "out" not in options and "resume" not in options:
+        options["out"] = free_run_folder(DEFAULT_OUT)  # a new folder for each new run
     try:
-        history = train(**parse_args(argv))
+        history = train(**options)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return EXIT_INTERRUPTED if history.interrupted else 0
+    if history.diverged_at is not None:
+        return EXIT_DIVERGED
+    if history.terminated:
+        return EXIT_TERMINATED
+    planned = history.interrupted and options.get("stop_after") == len(history.losses)
+    return EXIT_INTERRUPTED if history.interrupted and not planned else 0
 
 
 if __name__ == "__main__":

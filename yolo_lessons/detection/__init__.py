@@ -7,12 +7,15 @@ May import ``models``, ``data`` and ``losses``; never a command, a checkpoint or
 * ``nms``: Darknet's scores and thresholds, IoU of corner boxes, per-class non-maximum
   suppression (a literal loop kept beside the fast one), and ``postprocess`` from decoded
   predictions to each image's detections;
-* ``metrics``: VOC mean average precision, all-point and 11-point, as the devkit computes it;
+* ``metrics``: VOC mean average precision, all-point and 11-point, as the devkit computes it
+  (difficult objects and its pixel rule as options);
+* ``coco_ap``: COCO's AP@[.5:.95], AP50, AP75 and AP by area, as pycocotools computes them;
 * ``size_ap``: average precision by object size, in the book's own size buckets;
 * ``inference``: ``detect``, one call from a picture to its boxes in the picture's pixels, as
   ``./darknet detector test`` goes (the detect command and the chapters use it).
 """
 
+from .coco_ap import CocoAP, coco_average_precision
 from .decode import (
     Detections,
     box_corners,
@@ -28,6 +31,7 @@ from .size_ap import SIZE_BUCKETS, ap_by_size
 
 __all__ = [
     "SIZE_BUCKETS",
+    "CocoAP",
     "Detections",
     "Found",
     "GroundTruth",
@@ -35,6 +39,7 @@ __all__ = [
     "ap_by_size",
     "box_corners",
     "box_iou",
+    "coco_average_precision",
     "darknet_scores",
     "darknet_to_cell_major",
     "decode_yolov1",

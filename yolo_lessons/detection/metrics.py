@@ -20,8 +20,24 @@ Average precision (AP) summarises that curve in one number, two ways:
 
 The mAP is the mean of the per-class APs over the classes that have ground truth; a class
 with ground truth and no detections scores 0, a class with detections and no ground truth
-is left out. VOC's "difficult" flag and its +1-pixel box areas are not modelled: boxes are
-corners x1, y1, x2, y2 in any units (the same for detections and ground truths).
+is left out. Boxes are corners x1, y1, x2, y2 in any units (the same for detections and
+ground truths).
+
+Two rules of the VOC scoring code are options, off by default because the book's boxes are
+fractions of the image, not pixels:
+
+* ``difficult`` objects (``GroundTruth.difficult``, VOC's ``<difficult>1</difficult>``) do
+  not count as ground truth, and a detection whose best overlap is a difficult object is
+  neither a true nor a false positive: it is left out of the curve (``voc_eval`` gives it
+  tp = fp = 0, which leaves precision and recall where they were, the same AP);
+* ``pixel_inclusive=True``: boxes in pixels, where a box from column 1 to 10 is 10 pixels
+  wide, so widths and heights get + 1 in the IoU (``voc_eval``: ``ixmax - ixmin + 1.``; the
+  devkit's ``VOCevaldet.m`` too).
+
+And one rule the two scripts disagree on: ``voc_eval.py`` (py-faster-rcnn, whose copy
+Darknet's ``scripts/reval_voc.py`` runs) needs IoU > 0.5, the MATLAB devkit's
+``VOCevaldet.m`` IoU >= 0.5 (``ovmax>=VOCopts.minoverlap``). ``strict=True``, the default,
+is the first; ``strict=False`` the devkit's.
 """
 
 from __future__ import annotations
@@ -60,10 +76,19 @@ VOC_SCRIPT_RECALLS = tuple(k * 0.1 for k in range(11))
 
 @dataclass
 class GroundTruth:
-    """The labelled objects of one image. boxes: (G, 4) corners. classes: (G,) int64."""
+    """The labelled objects of one image. boxes: (G, 4) corners. classes: (G,) int64.
+
+    difficult: (G,) bool, VOC's flag for objects a detector is not asked to find (None: none are).
+    """
 
     boxes: Tensor
     classes: Tensor
+    difficult: Tensor | None = None
+
+    def is_difficult(self) -> Tensor:
+        if self.difficult is None:
+            return torch.zeros(self.classes.shape[0], dtype=torch.bool)
+        return self.difficult.bool()
 
 
 @dataclass
@@ -116,6 +141,9 @@ def _check_inputs(detections: Sequence[ImageDetections], ground_truths: Sequence
                 f"image {i}: ground truth needs boxes (G, 4) corners and classes (G,), got "
                 f"{tuple(gt.boxes.shape)} and {tuple(gt.classes.shape)}"
             )
+        if gt.difficult is not None and gt.difficult.shape != (g,):
+            shape = tuple(gt.difficult.shape)
+            raise ValueError(f"image {i}: difficult needs one flag per ground truth ({g}), got {shape}")
 
 
 @dataclass
@@ -126,11 +154,25 @@ class _Matches:
     classes: Tensor  # (D,) int64
     best_iou: Tensor  # (D,) float64, -1 where the image has no ground truth of the class
     best_gt: Tensor  # (D,) int64, index of that ground truth within its image
+    best_difficult: Tensor  # (D,) bool, whether that ground truth is difficult
     image: Tensor  # (D,) int64, which image the detection belongs to
-    num_ground_truth: dict[int, int]  # class -> ground truths over all images
+    num_ground_truth: dict[int, int]  # class -> ground truths over all images, difficult ones left out
 
 
-def _best_ground_truth(det: ImageDetections, gt: GroundTruth) -> tuple[Tensor, Tensor]:
+def pixel_inclusive_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
+    """(A, B) IoU of corner boxes in pixels counted inclusively: a box from x1 to x2 is x2 - x1 + 1 wide."""
+    lo = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    hi = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    overlap = (hi - lo + 1).clamp(min=0)  # voc_eval: np.maximum(ixmax - ixmin + 1., 0.)
+    inter = overlap[..., 0] * overlap[..., 1]
+    area_a = (boxes_a[:, 2] - boxes_a[:, 0] + 1) * (boxes_a[:, 3] - boxes_a[:, 1] + 1)
+    area_b = (boxes_b[:, 2] - boxes_b[:, 0] + 1) * (boxes_b[:, 3] - boxes_b[:, 1] + 1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def _best_ground_truth(
+    det: ImageDetections, gt: GroundTruth, pixel_inclusive: bool = False
+) -> tuple[Tensor, Tensor]:
     """(D,) IoU of each detection with its best same-class ground truth in the image, and that one's index.
 
     IoU is -1 (and the index 0) where the image has no ground truth of the detection's class.
@@ -139,43 +181,58 @@ def _best_ground_truth(det: ImageDetections, gt: GroundTruth) -> tuple[Tensor, T
     d = det.scores.shape[0]
     if d == 0 or gt.classes.numel() == 0:
         return torch.full((d,), -1.0, dtype=torch.float64), torch.zeros(d, dtype=torch.int64)
-    iou = box_iou(_boxes(det.boxes).double(), _boxes(gt.boxes).double())  # (D, G)
+    overlap = pixel_inclusive_iou if pixel_inclusive else box_iou
+    iou = overlap(_boxes(det.boxes).double(), _boxes(gt.boxes).double())  # (D, G)
     iou[det.classes[:, None] != gt.classes[None, :]] = -1.0  # only the same class counts
     best_iou, best_gt = iou.max(dim=1)  # torch.max returns the first of equal maxima
     return best_iou, best_gt
 
 
-def _match_all(detections: Sequence[ImageDetections], ground_truths: Sequence[GroundTruth]) -> _Matches:
+def _match_all(
+    detections: Sequence[ImageDetections], ground_truths: Sequence[GroundTruth], pixel_inclusive: bool = False
+) -> _Matches:
     _check_inputs(detections, ground_truths)
     parts = []
     for image, (det, gt) in enumerate(zip(detections, ground_truths, strict=True)):
-        best_iou, best_gt = _best_ground_truth(det, gt)
+        best_iou, best_gt = _best_ground_truth(det, gt, pixel_inclusive)
+        difficult = gt.is_difficult()[best_gt] if gt.classes.numel() else torch.zeros_like(best_gt, dtype=torch.bool)
         image_index = torch.full((det.scores.shape[0],), image, dtype=torch.int64)
-        parts.append((det.scores.double(), det.classes.long(), best_iou, best_gt, image_index))
+        parts.append((det.scores.double(), det.classes.long(), best_iou, best_gt, difficult, image_index))
     columns = [torch.cat(column) for column in zip(*parts, strict=True)]
     counts: dict[int, int] = {}
     for gt in ground_truths:
-        for c in gt.classes.tolist():
-            counts[int(c)] = counts.get(int(c), 0) + 1
+        for c, hard in zip(gt.classes.tolist(), gt.is_difficult().tolist(), strict=True):
+            if not hard:
+                counts[int(c)] = counts.get(int(c), 0) + 1
     return _Matches(*columns, num_ground_truth=counts)
 
 
-def _match_class(matches: _Matches, class_id: int, iou_threshold: float) -> tuple[Tensor, Tensor]:
-    """One class's detections in descending score order, and whether each is a true positive."""
+def _match_class(
+    matches: _Matches, class_id: int, iou_threshold: float, strict: bool = True
+) -> tuple[Tensor, Tensor]:
+    """One class's detections in descending score order, and whether each is a true positive.
+
+    Detections whose best overlap is a difficult ground truth are left out of both.
+    """
     mine = matches.classes == class_id
     scores = matches.scores[mine]
     order = torch.sort(scores, descending=True, stable=True).indices  # ties: image order, then row order
     best_iou = matches.best_iou[mine][order].tolist()
     image = matches.image[mine][order].tolist()
     best_gt = matches.best_gt[mine][order].tolist()
-    true_positive = []
+    difficult = matches.best_difficult[mine][order].tolist()
+    true_positive, kept = [], []
     taken = set()  # (image, ground-truth index) pairs already matched
-    for iou, image_index, gt_index in zip(best_iou, image, best_gt, strict=True):
-        hit = iou > iou_threshold and (image_index, gt_index) not in taken  # voc_eval: ovmax > ovthresh
+    for k, (iou, image_index, gt_index, hard) in enumerate(zip(best_iou, image, best_gt, difficult, strict=True)):
+        overlaps = iou > iou_threshold if strict else iou >= iou_threshold  # voc_eval: ovmax > ovthresh
+        if overlaps and hard:
+            continue  # "don't care": neither a true nor a false positive
+        hit = overlaps and (image_index, gt_index) not in taken
         if hit:
             taken.add((image_index, gt_index))
         true_positive.append(hit)
-    return scores[order], torch.tensor(true_positive, dtype=torch.bool)
+        kept.append(k)
+    return scores[order][kept], torch.tensor(true_positive, dtype=torch.bool)
 
 
 def match_detections(
@@ -183,6 +240,8 @@ def match_detections(
     ground_truths: Sequence[GroundTruth],
     class_id: int,
     iou_threshold: float = IOU_THRESHOLD,
+    pixel_inclusive: bool = False,
+    strict: bool = True,
 ) -> tuple[Tensor, Tensor, int]:
     """Mark one class's detections, over all images, as true or false positives.
 
@@ -190,8 +249,8 @@ def match_detections(
     order, and the number of ground truths of the class. Each ground truth is matched at
     most once, by the highest-scoring detection whose best overlap it is (IoU > threshold).
     """
-    matches = _match_all(detections, ground_truths)
-    scores, true_positive = _match_class(matches, class_id, iou_threshold)
+    matches = _match_all(detections, ground_truths, pixel_inclusive)
+    scores, true_positive = _match_class(matches, class_id, iou_threshold, strict)
     return scores, true_positive, matches.num_ground_truth.get(class_id, 0)
 
 
@@ -248,9 +307,13 @@ def average_precision(
     ground_truths: Sequence[GroundTruth],
     class_id: int,
     iou_threshold: float = IOU_THRESHOLD,
+    pixel_inclusive: bool = False,
+    strict: bool = True,
 ) -> ClassAP:
     """AP of one class: ``match_detections``, then ``precision_recall``, then both AP rules."""
-    scores, true_positive, num_ground_truth = match_detections(detections, ground_truths, class_id, iou_threshold)
+    scores, true_positive, num_ground_truth = match_detections(
+        detections, ground_truths, class_id, iou_threshold, pixel_inclusive, strict
+    )
     if num_ground_truth == 0:
         raise ValueError(f"class {class_id} has no ground truth in these images, so its AP is undefined")
     return _class_ap(scores, true_positive, num_ground_truth)
@@ -260,17 +323,20 @@ def mean_average_precision(
     detections: Sequence[ImageDetections],
     ground_truths: Sequence[GroundTruth],
     iou_threshold: float = IOU_THRESHOLD,
+    pixel_inclusive: bool = False,
+    strict: bool = True,
 ) -> MeanAP:
     """mAP@0.5 over the classes that have ground truth in ``ground_truths`` (one entry per image).
 
     ``detections[i]`` and ``ground_truths[i]`` describe image i, boxes as corners in the
     same units. With no ground truth at all, the mAP is undefined and a ValueError says so.
+    ``pixel_inclusive`` and ``strict``: the module docstring.
     """
-    matches = _match_all(detections, ground_truths)
+    matches = _match_all(detections, ground_truths, pixel_inclusive)
     if not matches.num_ground_truth:
         raise ValueError("no ground truth in any image: mAP is undefined")
     per_class = {
-        c: _class_ap(*_match_class(matches, c, iou_threshold), matches.num_ground_truth[c])
+        c: _class_ap(*_match_class(matches, c, iou_threshold, strict), matches.num_ground_truth[c])
         for c in sorted(matches.num_ground_truth)
     }
     return MeanAP(

@@ -13,7 +13,8 @@ from PIL import Image
 
 from yolo_lessons import detect as command
 from yolo_lessons.darknet.book_weights import BOOK_WEIGHTS, load_book_model
-from yolo_lessons.darknet.names import VOC_CLASSES, read_names
+from yolo_lessons.darknet.names import VOC_CLASSES
+from yolo_lessons.data.datasets import read_names
 from yolo_lessons.data.images import read_image
 from yolo_lessons.data.letterbox import boxes_to_image, network_input
 from yolo_lessons.data.shapes import SHAPE_CLASSES, make_image
@@ -205,7 +206,7 @@ def test_an_unreadable_picture_is_named_and_the_others_are_processed(pictures, c
         (["PICTURES", "--model", "yolov3"], "--model yolov3 needs --weights: the file of that network's weights"),
         (["PICTURES", "--weights", "BOOK"], "a .weights file holds no network description: name its network with"),
         (["PICTURES", "--weights", "BOOK", "--model", "yolov3"], "does not fit yolov3 (yolov3.cfg, 80 COCO classes)"),
-        (["PICTURES", "--weights", "PICTURES/a.png"], "expected a yolo_lessons.train checkpoint (.pt) or a Darknet"),
+        (["PICTURES", "--weights", "PICTURES/a.png"], "expected a checkpoint written by yolo_lessons.train"),
         (["PICTURES", "--names", "missing.names"], "cannot read the names file missing.names"),
         (["PICTURES", "--size", "100"], "expected --size to be a positive multiple of 32"),
         (["PICTURES", "--thresh", "1"], "expected --thresh in [0, 1), got 1.0"),

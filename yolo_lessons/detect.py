@@ -39,8 +39,9 @@ from torch import nn
 
 from .darknet.book_weights import BOOK_ANCHORS, BOOK_WIDTH, load_book_model, small_yolov2_layers
 from .darknet.coco import COCO_CLASSES
-from .darknet.names import VOC_CLASSES, read_names
+from .darknet.names import VOC_CLASSES
 from .darknet.weights import load_darknet_weights
+from .data.datasets import read_names
 from .data.shapes import SHAPE_CLASSES
 from .detection.inference import Found, detect
 from .detection.nms import NMS_THRESHOLD, TEST_THRESHOLD
@@ -162,8 +163,8 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, tuple[str, ...], in
     return model, tuple(state["classes"]), int(state["config"]["image_size"])
 
 
-def output_folder(out: str | None) -> Path:
-    """--out if it is new or empty; by default runs/detect, else the first free runs/detect-N."""
+def output_folder(out: str | None, default: Path = DEFAULT_OUT) -> Path:
+    """--out if it is new or empty; else ``default`` (runs/detect), or the first free runs/detect-N."""
     if out is not None:
         path = Path(out)
         if path.exists() and not path.is_dir():
@@ -171,10 +172,10 @@ def output_folder(out: str | None) -> Path:
         if path.is_dir() and any(path.iterdir()):
             raise InputError(f"expected --out to be a new or empty folder, {path} already holds files")
         return path
-    path, number = DEFAULT_OUT, 1
+    path, number = default, 1
     while path.exists():
         number += 1
-        path = DEFAULT_OUT.with_name(f"{DEFAULT_OUT.name}-{number}")
+        path = default.with_name(f"{default.name}-{number}")
     return path
 
 

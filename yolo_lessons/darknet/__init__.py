@@ -7,7 +7,7 @@ May import ``models``, ``data`` and ``losses``; never a command, a checkpoint or
 * ``book_weights``: the small YOLOv2 the book trained, shipped as a ``.weights`` file
   (``yolo_lessons/weights/``), and the layer order that reads it;
 * ``coco``: the 80 class names of Darknet's ``coco.names``, in YOLOv3's output order;
-* ``names``: Darknet's ``.names`` files (one class a line), and the 20 VOC names built in;
+* ``names``: the 20 VOC class names of Darknet's ``voc.names``;
 * ``download``: the original ``yolov3.weights``, fetched only where allowed, cached and checked
   by MD5; and the experiment results the book commits, read from the checkout or the repository.
 """
@@ -15,7 +15,7 @@ May import ``models``, ``data`` and ``losses``; never a command, a checkpoint or
 from .book_weights import BOOK_ANCHORS, BOOK_WEIGHTS, load_book_model
 from .coco import COCO_CLASSES
 from .download import find_yolov3_weights, stored_json
-from .names import VOC_CLASSES, read_names
+from .names import VOC_CLASSES
 from .weights import (
     DarknetHeader,
     WeightedLayer,
@@ -39,7 +39,6 @@ __all__ = [
     "load_book_model",
     "load_darknet_weights",
     "read_darknet_header",
-    "read_names",
     "save_darknet_weights",
     "stored_json",
 ]

@@ -1,14 +1,10 @@
-"""Class names: Darknet's ``.names`` files, and the VOC list built in (COCO's is in ``coco``).
+"""The 20 PASCAL VOC class names, as Darknet's ``data/voc.names`` lists them (COCO's: ``coco``).
 
-A ``.names`` file (``data/voc.names``, ``data/coco.names``; the ``names=`` line of a ``.data``
-file) holds one class name per line; class ``c`` of the network's output is line ``c``.
-Darknet's ``get_labels`` (``src/data.c``) reads every line as it is; we also drop the blank
-lines a text editor leaves at the end and refuse a file with none.
+Class ``c`` of a VOC network's output is line ``c`` of that file. Reading a ``.names`` file of
+one's own is ``data.datasets.read_names``.
 """
 
 from __future__ import annotations
-
-import os
 
 # Darknet's data/voc.names: the 20 PASCAL VOC classes in alphabetical order, the order of
 # yolov2-voc.cfg's and yolov3-voc.cfg's class channels.
@@ -17,16 +13,3 @@ VOC_CLASSES: tuple[str, ...] = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
     "tvmonitor",
 )  # fmt: skip
-
-
-def read_names(path: str | os.PathLike) -> list[str]:
-    """The class names of a ``.names`` file, one a line, surrounding spaces and blank lines dropped."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            names = [line.strip() for line in file]
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read the names file {path}: {error}") from None
-    names = [name for name in names if name]
-    if not names:
-        raise ValueError(f"the names file {path} holds no class name (one name a line expected)")
-    return names

@@ -222,3 +222,27 @@ def test_a_resumed_run_keeps_each_steps_row_once(tmp_path):
     train(out=str(tmp_path), resume="auto", **TINY)
     steps = [int(r["step"]) for r in read_rows(tmp_path / RESULTS_NAME) if r["kind"] == "train"]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_real_sigterm_to_the_command_saves_and_exits_143(tmp_path):
+    """``kill`` on a running command (with its image worker): a checkpoint, exit 143, no traceback."""
+    import subprocess
+    import sys
+    import time
+
+    repository = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repository)}
+    args = [a if a != "6" else "100000" for a in TINY_ARGS]  # a run that would not end by itself
+    process = subprocess.Popen([sys.executable, "-m", "yolo_lessons.train", *args, "--workers", "1", "--out", "run"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = tmp_path / "run" / RESULTS_NAME
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 4):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == EXIT_TERMINATED, out + err
+    assert "Traceback" not in err
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    assert 3 <= state["step"] < 100000
+    assert "terminated (SIGTERM) after" in out and "resume with the same command and --resume" in out

@@ -80,8 +80,16 @@ class InputError(Exception):
     """A bad option or file, found before any work: one line for the user, exit status 2."""
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (``error: ...``), as every other bad input of the
+    commands, instead of the usage text and then the error; ``--help`` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m yolo_lessons.detect",
         description="Detect objects in pictures, as ./darknet detector test does.",
         epilog=__doc__[__doc__.index("Examples::") : __doc__.index("Sources are")].replace("::", ":"),

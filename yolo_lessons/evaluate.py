@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from .data.datasets import load_labelled_set, read_names
-from .detect import InputError, check_writable, load_model, output_folder
+from .detect import CommandParser, InputError, check_writable, load_model, output_folder
 from .detection.coco_ap import coco_average_precision
 from .detection.decode import box_corners
 from .detection.inference import decode_model_output, detect
@@ -47,7 +47,7 @@ DEFAULT_OUT = Path("runs") / "evaluate"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m yolo_lessons.evaluate",
         description="Score a detector: VOC mAP@0.5 (all-point, 11-point) and COCO's AP@[.5:.95] and AP by area.",
         epilog=__doc__[__doc__.index("Examples::") : __doc__.index("What is scored")].replace("::", ":"),

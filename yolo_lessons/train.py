@@ -75,6 +75,7 @@ from torch import Tensor, nn
 
 from .data.anchors import kmeans_anchors, mean_best_iou, to_grid_cells
 from .data.shapes import MAX_SIDE, MIN_SIDE, SHAPE_CLASSES, check_image_size, collate, make_image
+from .detect import CommandParser
 from .detection.decode import box_corners
 from .detection.inference import decode_model_output
 from .detection.metrics import GroundTruth, mean_average_precision
@@ -898,7 +899,7 @@ def _report(history: TrainHistory, config: TrainConfig, world_size: int) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m yolo_lessons.train",
         description=(
             "Train the book's scaled-down YOLOv2 (small_yolov2, Darknet-exact region loss) or YOLOv3 "

@@ -45,9 +45,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models.blocks import ConvBlock, ResidualBlock
+from ..models.blocks import ConvBlock, DarknetMaxPool, ResidualBlock
 from ..models.darknet19 import Darknet19
 from ..models.darknet53 import Darknet53
+from ..models.tiny import YOLOv2Tiny, YOLOv3Tiny
 from ..models.yolov1 import ConvLeaky, YOLOv1
 from ..models.yolov2 import YOLOv2
 from ..models.yolov3 import YOLOv3
@@ -125,7 +126,7 @@ def _walk(modules: nn.Module, index: int, layers: list[WeightedLayer]) -> int:
     (1x1 conv, 3x3 conv, ``[shortcut]``); a ConvBlock / ConvLeaky / Conv2d is one.
     """
     for block in modules:
-        if isinstance(block, nn.MaxPool2d):
+        if isinstance(block, (nn.MaxPool2d, DarknetMaxPool)):
             index += 1
         elif isinstance(block, ResidualBlock):
             layers += [_weighted(index, block.reduce), _weighted(index + 1, block.expand)]
@@ -219,7 +220,27 @@ def yolov1_layers(model: YOLOv1) -> list[WeightedLayer]:
     return layers
 
 
+def yolov2_tiny_layers(model: YOLOv2Tiny) -> list[WeightedLayer]:
+    """``yolov2-tiny-voc.cfg`` / ``yolov2-tiny.cfg``: convs at 0, 2, 4, 6, 8, 10 (max-pools at the
+    odd layers 1-11), then 12, 13 and the 1x1 detector with bias at 14 (``[region]`` 15)."""
+    layers: list[WeightedLayer] = []
+    _walk([*model.trunk, model.extra, model.head, model.detect], 0, layers)
+    return layers
+
+
+def yolov3_tiny_layers(model: YOLOv3Tiny) -> list[WeightedLayer]:
+    """``yolov3-tiny.cfg``: trunk 0-11, 12, 13, 14, 15 (1x1 with bias), ``[yolo]`` 16, ``[route] -4`` 17,
+    18, ``[upsample]`` 19, ``[route] -1, 8`` 20, 21, 22 (1x1 with bias), ``[yolo]`` 23."""
+    layers: list[WeightedLayer] = []
+    index = _walk([*model.trunk, model.extra, model.neck32, *model.detect32], 0, layers) + 2  # skip 16, 17
+    index = _walk([model.lateral16], index, layers) + 2  # 18; skip 19, 20
+    _walk(model.detect16, index, layers)  # 21, 22
+    return layers
+
+
 LAYER_LISTS = {
+    YOLOv2Tiny: yolov2_tiny_layers,
+    YOLOv3Tiny: yolov3_tiny_layers,
     Darknet19: darknet19_layers,
     Darknet53: darknet53_layers,
     YOLOv2: yolov2_layers,

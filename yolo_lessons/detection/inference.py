@@ -27,13 +27,14 @@ from ..data.images import read_image
 from ..data.letterbox import Letterbox, boxes_to_image, network_input
 from ..models.small_yolov2 import SmallYOLOv2
 from ..models.small_yolov3 import SmallYOLOv3
+from ..models.tiny import YOLOv2Tiny, YOLOv3Tiny
 from ..models.yolov2 import YOLOv2
 from ..models.yolov3 import YOLOv3
 from .decode import Detections, decode_yolov2, decode_yolov3
 from .nms import NMS_THRESHOLD, TEST_THRESHOLD, postprocess
 
-ONE_HEAD = (YOLOv2, SmallYOLOv2)  # a [region] layer: softmax classes, anchors in grid cells
-THREE_HEADS = (YOLOv3, SmallYOLOv3)  # three [yolo] layers: sigmoid classes, anchors in input pixels
+ONE_HEAD = (YOLOv2, SmallYOLOv2, YOLOv2Tiny)  # a [region] layer: softmax classes, anchors in grid cells
+YOLO_HEADS = (YOLOv3, SmallYOLOv3, YOLOv3Tiny)  # [yolo] layers: sigmoid classes, anchors in input pixels
 
 
 @dataclass
@@ -72,15 +73,17 @@ class Found:
 def decode_model_output(model: nn.Module, output, input_size: int) -> Detections:
     """Boxes of a forward pass of any of the book's detectors, on the CPU.
 
-    ``decode_yolov2`` with the model's anchors for one head, ``decode_yolov3`` with its anchors
-    and masks for three; boxes are centre-size fractions of the (square) network input.
+    ``decode_yolov2`` with the model's anchors for one ``[region]`` head, ``decode_yolov3`` with
+    its anchors and masks for ``[yolo]`` heads (three, or YOLOv3-tiny's two); boxes are
+    centre-size fractions of the (square) network input.
     """
-    if isinstance(model, THREE_HEADS):
+    if isinstance(model, YOLO_HEADS):
         return decode_yolov3([o.float().cpu() for o in output], model.anchors.cpu(), model.masks, input_size)
     if isinstance(model, ONE_HEAD):
         return decode_yolov2(output.float().cpu(), model.anchors.cpu())
     raise TypeError(
-        f"expected one of the book's detectors (YOLOv2, YOLOv3, SmallYOLOv2, SmallYOLOv3), got {type(model).__name__}"
+        "expected one of the book's detectors (" + ", ".join(c.__name__ for c in ONE_HEAD + YOLO_HEADS)
+        + f"), got {type(model).__name__}"
     )
 
 

@@ -9,12 +9,13 @@ Building blocks first, then the backbones built of them, then the detectors buil
 * backbones: ``darknet19`` (YOLOv2's), ``darknet53`` (YOLOv3's), ``resnet`` (ResNet-50, for the
   YOLOv1 variant on a pretrained trunk);
 * detectors: ``yolov1``, ``yolov2``, ``yolov3``, exact to Darknet's cfgs, and the small ones the
-  book trains on a laptop CPU, ``small_yolov2`` and ``small_yolov3``;
+  book trains on a laptop CPU, ``small_yolov2`` and ``small_yolov3``, and the tiny ones people
+  deploy, ``tiny`` (``yolov2_tiny_voc``, ``yolov2_tiny``, ``yolov3_tiny``);
 * ``counting``: parameters, weighted layers, BatchNorm statistics, multiply-adds, and the
   ``torchinfo`` summary the chapters print.
 """
 
-from .blocks import ConvBlock, ResidualBlock, check_image_batch, darknet_reorg, space_to_depth
+from .blocks import ConvBlock, DarknetMaxPool, ResidualBlock, check_image_batch, darknet_reorg, space_to_depth
 from .counting import (
     count_bn_statistics,
     count_multiply_adds,
@@ -27,6 +28,7 @@ from .darknet53 import DARKNET53_STAGES, Darknet53, darknet53
 from .resnet import RESNET50_STAGES, Bottleneck, ResNet, load_torchvision_state_dict, resnet50
 from .small_yolov2 import SmallYOLOv2, small_yolov2
 from .small_yolov3 import SmallYOLOv3, small_yolov3
+from .tiny import YOLOv2Tiny, YOLOv3Tiny, yolov2_tiny, yolov2_tiny_voc, yolov3_tiny
 from .yolov1 import YOLOV1_STAGES, YOLOv1, YOLOv1ResNet50, yolov1, yolov1_output_length, yolov1_resnet50
 from .yolov2 import COCO_ANCHORS_V2, VOC_ANCHORS, YOLOv2, yolov2
 from .yolov3 import ANCHOR_MASKS, COCO_ANCHORS, STRIDES, YOLOv3, conv_set, detector, yolov3
@@ -45,6 +47,7 @@ __all__ = [
     "ConvBlock",
     "Darknet19",
     "Darknet53",
+    "DarknetMaxPool",
     "ResNet",
     "ResidualBlock",
     "SmallYOLOv2",
@@ -52,7 +55,9 @@ __all__ = [
     "YOLOv1",
     "YOLOv1ResNet50",
     "YOLOv2",
+    "YOLOv2Tiny",
     "YOLOv3",
+    "YOLOv3Tiny",
     "check_image_batch",
     "conv_set",
     "count_bn_statistics",
@@ -73,5 +78,8 @@ __all__ = [
     "yolov1_output_length",
     "yolov1_resnet50",
     "yolov2",
+    "yolov2_tiny",
+    "yolov2_tiny_voc",
     "yolov3",
+    "yolov3_tiny",
 ]

@@ -5,11 +5,14 @@
 * ``ResidualBlock``: the Darknet-53 residual unit (YOLOv3 paper, Table 1).
 * ``space_to_depth`` and ``darknet_reorg``: two ways of folding a 2-D neighbourhood
   into channels; only the second one is what Darknet's ``[reorg]`` layer computes.
+* ``DarknetMaxPool``: ``[maxpool]`` exactly as Darknet pads it (with -inf, right and bottom),
+  the stride-1 pool of the tiny models included.
 * ``check_image_batch``: the input check every network runs before its first layer.
 """
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 LEAKY_SLOPE = 0.1  # Darknet's "leaky" activation; PyTorch's default slope is 0.01
@@ -148,3 +151,37 @@ def check_image_batch(x: Tensor, channels: int = 3, multiple: int = DOWNSAMPLE) 
             f"height and width must be multiples of {multiple} (e.g. 320, 416, 608), got {h}x{w}"
             + (" (yolo_lessons.image_batch(image, letterbox=416) resizes and pads)" if multiple == 32 else "")
         )
+
+
+class DarknetMaxPool(nn.Module):
+    """Darknet's ``[maxpool]``: ``size`` x ``size`` windows every ``stride``, padded with -inf.
+
+    ``src/maxpool_layer.c``: the output side is ``(w + padding - size) / stride + 1`` (C integer
+    division) with ``padding = size - 1`` unless the cfg says otherwise (``parse_maxpool``), and
+    the windows start ``padding / 2`` pixels before the image, so out-of-image positions never
+    win (they count as ``-FLT_MAX``). For ``size=2 stride=2`` on an even side this is
+    ``nn.MaxPool2d(2, 2)``. For the tiny models' ``size=2 stride=1`` it keeps a 13 x 13 map
+    13 x 13 with one extra column and row of -inf on the right and bottom; a port that pads with
+    zeros instead changes every border cell whose values are all negative.
+    """
+
+    def __init__(self, size: int = 2, stride: int = 2, padding: int | None = None):
+        super().__init__()
+        self.size, self.stride = size, stride
+        self.padding = size - 1 if padding is None else padding
+
+    def output_size(self, side: int) -> int:
+        return (side + self.padding - self.size) // self.stride + 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, _, h, w = x.shape
+        before = self.padding // 2  # w_offset = -l.pad / 2
+        out_h, out_w = self.output_size(h), self.output_size(w)
+        after_h = (out_h - 1) * self.stride + self.size - h - before  # what the last window reaches past the edge
+        after_w = (out_w - 1) * self.stride + self.size - w - before
+        if before or after_h > 0 or after_w > 0:
+            x = F.pad(x, (before, max(after_w, 0), before, max(after_h, 0)), value=float("-inf"))
+        return F.max_pool2d(x, self.size, self.stride)[..., :out_h, :out_w]
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, stride={self.stride}, padding={self.padding}"

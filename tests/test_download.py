@@ -104,3 +104,18 @@ def test_stored_json_reads_the_checkout_first_then_the_repository(tmp_path):
     remote.mkdir(parents=True)
     (remote / "only_there.json").write_text('{"seed": 3}')
     assert dl.stored_json("results/only_there.json", repository=tmp_path.as_uri()) == {"seed": 3}
+
+
+def test_a_file_without_a_published_md5_is_checked_by_size(tmp_path, clean_environment, monkeypatch):
+    weights = tmp_path / "tiny.weights"
+    weights.write_bytes(b"x" * 10)
+    remote = dl.RemoteFile(url=weights.as_uri(), name="tiny.weights", size=10, md5=None)
+    dl.check_file(weights, remote)  # the size fits: accepted without an MD5
+    with pytest.raises(ValueError, match="has 10 bytes, expected 11"):
+        dl.check_file(weights, dl.RemoteFile(url=weights.as_uri(), name="tiny.weights", size=11, md5=None))
+    path, message = dl.find_weights(remote)
+    assert path is None and message == dl.how_to_get(remote, None) and "YOLO_WEIGHTS" not in message
+    monkeypatch.setenv(dl.DOWNLOAD_VARIABLE, "1")
+    path, message = dl.find_weights(remote, progress=False)
+    assert path.read_bytes() == b"x" * 10 and message.endswith("size checked (no MD5 is published for it)")
+    assert dl.YOLOV3_TINY_WEIGHTS.size == 35_434_956

@@ -10,14 +10,15 @@ May import ``models``, ``data`` and ``losses``; never a command, a checkpoint or
 * ``names``: the 20 VOC class names of Darknet's ``voc.names``;
 * ``cfg``: Darknet's ``.cfg`` files read as Darknet reads them, and the network they describe
   built (``build_network``), for the layer types of the book's networks and the tiny ones;
-* ``download``: the original ``yolov3.weights``, fetched only where allowed, cached and checked
-  by MD5; and the experiment results the book commits, read from the checkout or the repository.
+* ``download``: the original ``yolov3.weights`` (and ``yolov3-tiny.weights``), fetched only where
+  allowed, cached and checked by size and MD5; and the experiment results the book commits, read
+  from the checkout or the repository.
 """
 
 from .book_weights import BOOK_ANCHORS, BOOK_WEIGHTS, load_book_model
 from .cfg import CfgError, CfgNetwork, build_network, parse_cfg
 from .coco import COCO_CLASSES
-from .download import find_yolov3_weights, stored_json
+from .download import YOLOV3_TINY_WEIGHTS, find_weights, find_yolov3_weights, stored_json
 from .names import VOC_CLASSES
 from .weights import (
     DarknetHeader,
@@ -41,6 +42,8 @@ __all__ = [
     "build_network",
     "darknet_float_count",
     "darknet_layers",
+    "YOLOV3_TINY_WEIGHTS",
+    "find_weights",
     "find_yolov3_weights",
     "load_book_model",
     "load_darknet_weights",

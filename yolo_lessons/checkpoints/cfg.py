@@ -84,8 +84,8 @@ def check_maxpool_output_size(maxpool_output_size: Callable) -> None:
             f"side {case[0]}, size {case[1]}, stride {case[2]}, {shown}: expected "
             f"{darknet_maxpool_side(*case)}, got {wrong[case]}"
         )
-    print(f"Darknet's max-pool output size on {len(MAXPOOL_CASES)} cases (13 -> 13 at stride 1, "
-          "13 -> 7 at stride 2, explicit padding) ... ok")  # fmt: skip
+    print(f"Darknet's max-pool output size, {len(MAXPOOL_CASES)} cases (stride 1 and 2, odd sides, "
+          "paddings) ... ok")  # fmt: skip
 
 
 def _first(cases: dict):
@@ -154,8 +154,7 @@ def check_route_output(route_output: Callable) -> None:
     wanted = [REFUSED if want is None else want for *_, want in ROUTE_CASES]
     wrong = [n for n, (got, want) in enumerate(zip(outcomes, wanted, strict=True)) if got != want]
     if not wrong:
-        print(f"[route] output shapes on {len(ROUTE_CASES)} cases (relative and absolute layers, a refused "
-              "size mismatch) ... ok")  # fmt: skip
+        print(f"[route] output shapes, {len(ROUTE_CASES)} cases (relative, absolute, mixed sizes) ... ok")
         return
     shapes, index, layers, _ = ROUTE_CASES[wrong[0]]
     shown = f"route_output({shapes}, {index}, {layers!r}): expected {wanted[wrong[0]]}, got {outcomes[wrong[0]]}"

@@ -173,8 +173,7 @@ def download_allowed() -> bool:
 def how_to_get(remote: RemoteFile = YOLOV3_WEIGHTS, variable: str | None = WEIGHTS_VARIABLE) -> str:
     """The one line printed where the file is missing and cannot be downloaded."""
     if variable is None:
-        return (f"{remote.name} is not here and will not be downloaded: set {DOWNLOAD_VARIABLE}=1 to download "
-                f"{remote.size:,} bytes, or run this chapter in Colab")  # fmt: skip
+        return f"{remote.name} ({remote.size:,} B) downloads in Colab, or where {DOWNLOAD_VARIABLE}=1"
     return (
         f"{remote.name} is not here and will not be downloaded: set {variable}=/path/to/{remote.name} "
         f"(or {DOWNLOAD_VARIABLE}=1 to download {remote.size:,} bytes) or run this chapter in Colab"

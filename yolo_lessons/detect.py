@@ -220,19 +220,24 @@ def free_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
+def check_common_options(args: argparse.Namespace) -> None:
+    """--thresh, --nms, --size and --device, as the detect and evaluate commands share them."""
+    if not 0 <= args.thresh < 1:
+        raise InputError(f"expected --thresh in [0, 1), got {args.thresh}")
+    if not 0 < args.nms <= 1:
+        raise InputError(f"expected --nms in (0, 1], got {args.nms}")
+    if args.size is not None and (args.size < 32 or args.size % 32):
+        raise InputError(f"expected --size to be a positive multiple of 32 (e.g. 320, 416, 608), got {args.size}")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise InputError(f"expected --device cpu or cuda, got {args.device}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("expected a CUDA GPU for --device cuda, but torch sees none (use --device cpu)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if not 0 <= args.thresh < 1:
-            raise InputError(f"expected --thresh in [0, 1), got {args.thresh}")
-        if not 0 < args.nms <= 1:
-            raise InputError(f"expected --nms in (0, 1], got {args.nms}")
-        if args.size is not None and (args.size < 32 or args.size % 32):
-            raise InputError(f"expected --size to be a positive multiple of 32 (e.g. 320, 416, 608), got {args.size}")
-        if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-            raise InputError(f"expected --device cpu or cuda, got {args.device}")
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError("expected a CUDA GPU for --device cuda, but torch sees none (use --device cpu)")
+        check_common_options(args)
         images = find_images(args.sources)
         names_file = read_names(args.names) if args.names is not None else None
         out = output_folder(args.out)

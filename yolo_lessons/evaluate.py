@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from .data.datasets import load_labelled_set, read_names
-from .detect import CommandParser, InputError, check_writable, load_model, output_folder
+from .detect import CommandParser, InputError, check_common_options, check_writable, load_model, output_folder
 from .detection.coco_ap import coco_average_precision
 from .detection.decode import box_corners
 from .detection.inference import decode_model_output, detect
@@ -183,18 +183,8 @@ def plot_curves(path: Path, names, voc: MeanAP) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.sources = []
     try:
-        if not 0 <= args.thresh < 1:
-            raise InputError(f"expected --thresh in [0, 1), got {args.thresh}")
-        if not 0 < args.nms <= 1:
-            raise InputError(f"expected --nms in (0, 1], got {args.nms}")
-        if args.size is not None and (args.size < 32 or args.size % 32):
-            raise InputError(f"expected --size to be a positive multiple of 32 (e.g. 320, 416, 608), got {args.size}")
-        if args.device not in ("cpu", "cuda"):
-            raise InputError(f"expected --device cpu or cuda, got {args.device}")
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise InputError("expected a CUDA GPU for --device cuda, but torch sees none (use --device cpu)")
+        check_common_options(args)
         if args.model is not None:
             from .detect import NETWORKS
 

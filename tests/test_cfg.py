@@ -94,9 +94,9 @@ def test_spaces_comments_aliases_and_the_first_of_two_options():
 
 
 def test_darknets_defaults_fill_what_a_section_leaves_out():
-    net = build_network("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\n[maxpool]\nstride=2\n")
+    net = build_network("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=1\n[maxpool]\nstride=2\n")
     conv = net.layers[0]
-    # parse_convolutional: filters=1, size=1, stride=1, pad=0, activation=logistic, no BatchNorm
+    # parse_convolutional: size=1, stride=1, pad=0, activation=logistic, no BatchNorm
     assert conv.conv.out_channels == 1 and conv.conv.kernel_size == (1, 1) and conv.conv.padding == (0, 0)
     assert conv.bn is None and isinstance(conv.act, torch.nn.Sigmoid)
     pool = net.layers[1]  # parse_maxpool: size = stride, padding = size - 1
@@ -109,13 +109,16 @@ def test_darknets_defaults_fill_what_a_section_leaves_out():
     [
         ("[net]\nwidth=32\nheight=32\nchannels=3\n[local]\nfilters=3\n", "line 5, [local]: the layer type [local]"),
         ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=x\n", "expected an integer filters"),
-        ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\n[route]\nlayers=-3\n",
-         "line 6, [route]: layer 1 reads layer -2, which is not before it"),
-        ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\n[route]\nlayers=5\n", "reads layer 5"),
+        ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nsize=3\n",
+         "line 5, [convolutional]: needs filters="),
+        ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=2\n[route]\nlayers=-3\n",
+         "line 7, [route]: layer 1 reads layer -2, which is not before it"),
+        ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=2\n[route]\nlayers=5\n", "reads layer 5"),
         ("[net]\nwidth=32\nheight=32\nchannels=3\n[route]\n", "needs layers="),
         ("[net]\nwidth=32\nheight=32\nchannels=3\n[shortcut]\nactivation=linear\n", "needs from="),
-        ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\ngroups=2\n", "groups=2 is not implemented"),
-        ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nactivation=mish\n", "activation 'mish'"),
+        ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=2\ngroups=2\n",
+         "groups=2 is not implemented"),
+        ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=2\nactivation=mish\n", "activation 'mish'"),
         ("[net]\nwidth=32\nheight=32\n[convolutional]\n", "needs width, height and channels"),
         ("width=32\n[net]\n", "line 1: an option before any [section]"),
         ("[net]\nwidth\n", "line 2: expected key=value"),

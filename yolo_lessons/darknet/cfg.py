@@ -244,6 +244,8 @@ class CfgNetwork(nn.Module):
             if s.text(option, default) != default:
                 raise CfgError(f"{s.where()}: {option}={s.text(option)} is not implemented here")
         if kind == "convolutional":  # parse_convolutional
+            if "filters" not in s.options:  # Darknet warns "Using default '1'"; a one-filter conv is a slip
+                raise CfgError(f"{s.where()}: needs filters= (Darknet would use 1 and print a warning)")
             filters, size = s.integer("filters", 1), s.integer("size", 1)
             stride = s.integer("stride", 1)
             padding = size // 2 if s.integer("pad", 0) else s.integer("padding", 0)  # if(pad) padding = size/2

@@ -11,6 +11,7 @@ Building blocks first, then the backbones built of them, then the detectors buil
 * detectors: ``yolov1``, ``yolov2``, ``yolov3``, exact to Darknet's cfgs, and the small ones the
   book trains on a laptop CPU, ``small_yolov2`` and ``small_yolov3``, and the tiny ones people
   deploy, ``tiny`` (``yolov2_tiny_voc``, ``yolov2_tiny``, ``yolov3_tiny``);
+* ``folding``: ``fold_batchnorm``, every BatchNorm folded into its convolution for inference;
 * ``counting``: parameters, weighted layers, BatchNorm statistics, multiply-adds, and the
   ``torchinfo`` summary the chapters print.
 """
@@ -25,6 +26,7 @@ from .counting import (
 )
 from .darknet19 import DARKNET19_STAGES, Darknet19, darknet19
 from .darknet53 import DARKNET53_STAGES, Darknet53, darknet53
+from .folding import fold_batchnorm
 from .resnet import RESNET50_STAGES, Bottleneck, ResNet, load_torchvision_state_dict, resnet50
 from .small_yolov2 import SmallYOLOv2, small_yolov2
 from .small_yolov3 import SmallYOLOv3, small_yolov3
@@ -68,6 +70,7 @@ __all__ = [
     "darknet53",
     "darknet_reorg",
     "detector",
+    "fold_batchnorm",
     "load_torchvision_state_dict",
     "model_summary",
     "resnet50",

@@ -15,10 +15,9 @@ Darknet's way (``src/data.c``, ``examples/detector.c``):
   its labels; we refuse that by name.
 
 A plain folder works too: every picture below it, labels found by the same rule, names from
-``--names`` or the folder's one ``.names`` file. The checks a full dataset needs before a
-training run (duplicates, boxes outside the picture, images without labels ...) are the
-own-data chapter's; here a label file must simply be readable as Darknet would read it, and
-a row that Darknet could not use is named with its file and line.
+``--names`` or the folder's one ``.names`` file. A picture without a label file has no objects
+(a background picture). Reading stops at a label file's first problem, with its file and line;
+``data.check`` lists every problem of a set at once, before a run.
 """
 
 from __future__ import annotations
@@ -65,17 +64,16 @@ def read_data_file(path: str | os.PathLike) -> dict[str, str]:
     return options
 
 
-def read_labels(path: str | os.PathLike, num_classes: int) -> np.ndarray:
-    """The (K, 5) rows ``class, cx, cy, w, h`` of a Darknet label file (fractions of the picture).
-
-    Raises ValueError naming the file and line of a row without five numbers, a class outside
-    0 .. num_classes - 1, a centre outside [0, 1] or a side not in (0, 1].
-    """
-    rows = []
+def label_problems(path: str | os.PathLike, num_classes: int) -> tuple[np.ndarray, list[str]]:
+    """The usable (K, 5) rows ``class, cx, cy, w, h`` of a Darknet label file, and one message per
+    problem, each naming the file and line: a row that is not an integer and four numbers, a class
+    outside the names, a centre outside [0, 1] or a side outside (0, 1] (Darknet would clip the box
+    silently, or keep a box of no size), a row repeated."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read the label file {path}: {error}") from None
+        return np.zeros((0, 5)), [f"{path}: cannot read the label file: {error}"]
+    rows, problems, seen = [], [], {}
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
@@ -85,15 +83,36 @@ def read_labels(path: str | os.PathLike, num_classes: int) -> np.ndarray:
             if len(fields) != 5:
                 raise ValueError
             c, cx, cy, w, h = int(fields[0]), *(float(v) for v in fields[1:])
+            if not all(np.isfinite((cx, cy, w, h))):
+                raise ValueError
         except ValueError:
-            expected = "expected 'class cx cy w h' (an integer and four numbers)"
-            raise ValueError(f"{where}: {expected}, got {line!r}") from None
+            problems.append(f"{where}: expected 'class cx cy w h' (an integer and four numbers), got {line.strip()!r}")
+            continue
         if not 0 <= c < num_classes:
-            raise ValueError(f"{where}: class {c} is not one of the {num_classes} names (0 to {num_classes - 1})")
-        if not (0 <= cx <= 1 and 0 <= cy <= 1 and 0 < w <= 1 and 0 < h <= 1):
-            raise ValueError(f"{where}: expected a centre in [0, 1] and sides in (0, 1] (fractions), got {line!r}")
-        rows.append((c, cx, cy, w, h))
-    return np.array(rows, dtype=np.float64).reshape(-1, 5)
+            problems.append(f"{where}: class {c} is not one of the {num_classes} names (0 to {num_classes - 1})")
+            continue
+        if w <= 0 or h <= 0:
+            problems.append(f"{where}: a side of {min(w, h):g}: a box needs a width and a height above 0")
+            continue
+        if not (0 <= cx <= 1 and 0 <= cy <= 1 and w <= 1 and h <= 1):
+            problems.append(f"{where}: the centre or a side lies outside [0, 1], fractions of the picture "
+                            f"(Darknet would clip the box silently): {line.strip()!r}")  # fmt: skip
+            continue
+        key = (c, cx, cy, w, h)
+        if key in seen:
+            problems.append(f"{where}: the same box as line {seen[key]}")
+            continue
+        seen[key] = number
+        rows.append(key)
+    return np.array(rows, dtype=np.float64).reshape(-1, 5), problems
+
+
+def read_labels(path: str | os.PathLike, num_classes: int) -> np.ndarray:
+    """The (K, 5) rows of a Darknet label file; ValueError naming the file and line of the first problem."""
+    rows, problems = label_problems(path, num_classes)
+    if problems:
+        raise ValueError(problems[0])
+    return rows
 
 
 @dataclass
@@ -146,9 +165,10 @@ def read_names(path: str | os.PathLike) -> list[str]:
     return names
 
 
-def load_labelled_set(source: str | os.PathLike, names: list[str] | None = None, split: str = "valid") -> LabelledSet:
-    """Pictures and labels from a ``.data`` file (its ``split`` list and its ``names``), a list
-    file (one picture a line), or a folder (every picture below it); ``names`` overrides."""
+def list_pictures(source: str | os.PathLike, names: list[str] | None = None,
+                  split: str = "valid") -> tuple[list[Path], list[str]]:
+    """The pictures and class names of a ``.data`` file (its ``split`` list and its ``names``), a
+    list file (one picture a line) or a folder (every picture below it); ``names`` overrides."""
     source = Path(source)
     if source.is_dir():
         images = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -159,39 +179,57 @@ def load_labelled_set(source: str | os.PathLike, names: list[str] | None = None,
             if len(found) != 1:
                 raise ValueError(f"expected one .names file in {source} (found {len(found)}), or give the names")
             names = read_names(found[0])
-    elif source.suffix == ".data":
+        return images, list(names)
+    if source.suffix == ".data":
         options = read_data_file(source)
         if split not in options:
             raise ValueError(f"the .data file {source} has no {split} = line (a list of pictures)")
-        listed = Path(options[split])
-        if not listed.exists() and (source.parent / listed).exists():
-            listed = source.parent / listed
+        listed = _beside(source, options[split])
+        if not listed.is_file():
+            raise ValueError(f"{source}: its {split} list {options[split]} does not exist")
         images = _list_file(listed)
         if names is None:
             if "names" not in options:
                 raise ValueError(f"the .data file {source} has no names = line, and no names were given")
-            names_file = Path(options["names"])
-            if not names_file.exists() and (source.parent / names_file).exists():
-                names_file = source.parent / names_file
-            names = read_names(names_file)
+            names = read_names(_beside(source, options["names"]))
         if "classes" in options and options["classes"].strip().isdigit() and int(options["classes"]) != len(names):
             raise ValueError(f"{source} says classes = {options['classes']}, its names file has {len(names)} names")
-    elif source.is_file():
-        images = _list_file(source)
+        return images, list(names)
+    if source.is_file():
         if names is None:
             raise ValueError(f"a list file holds no class names: give a .names file with {source}")
-    else:
-        raise ValueError(f"expected a .data file, a list file or a folder of pictures, got {source} (no such file)")
+        return _list_file(source), list(names)
+    raise ValueError(f"expected a .data file, a list file or a folder of pictures, got {source} (no such file)")
+
+
+def _beside(source: Path, named: str) -> Path:
+    """A path a .data file names: as given (Darknet: from the working folder), else beside the file."""
+    path = Path(named)
+    if not path.exists() and (source.parent / path).exists():
+        return source.parent / path
+    return path
+
+
+def label_file(image: Path) -> Path:
+    """Darknet's label file for ``image``; ValueError when Darknet's rule finds none (a .bmp)."""
+    label = Path(darknet_label_path(image))
+    if label.suffix != ".txt":  # Darknet would read the picture's own name (images -> labels) as text
+        raise ValueError(f"{image}: Darknet finds no label file for a {image.suffix} picture (only .jpg, .png, "
+                         ".JPG, .JPEG become .txt); rename it")  # fmt: skip
+    return label
+
+
+def load_labelled_set(source: str | os.PathLike, names: list[str] | None = None, split: str = "valid") -> LabelledSet:
+    """Pictures and labels from a ``.data`` file, a list file or a folder (``list_pictures``).
+
+    A picture without a label file has no objects (a background picture); a label file with a
+    problem raises ValueError naming its file and line (``check_dataset`` lists them all).
+    """
+    images, names = list_pictures(source, names, split)
     labels = []
     for image in images:
         if not image.is_file():
             raise ValueError(f"{image}: no such picture (listed in {source})")
-        label = Path(darknet_label_path(image))
-        if label == image:
-            raise ValueError(f"{image}: Darknet finds no label file for a {image.suffix} picture (only .jpg, .png, "
-                             ".JPG, .JPEG become .txt); rename it")  # fmt: skip
-        if not label.is_file():
-            raise ValueError(f"{image}: its label file {label} does not exist (Darknet's rule: images -> labels, "
-                             "extension -> .txt)")  # fmt: skip
-        labels.append(read_labels(label, len(names)))
-    return LabelledSet(images, labels, list(names))
+        label = label_file(image)
+        labels.append(read_labels(label, len(names)) if label.is_file() else np.zeros((0, 5)))
+    return LabelledSet(images, labels, names)

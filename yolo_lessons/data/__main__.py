@@ -1,0 +1,51 @@
+"""``python -m yolo_lessons.data check SOURCE``: every problem of a labelled set, before a run.
+
+Examples::
+
+    python -m yolo_lessons.data check my.data                 # its valid list (--split train for the other)
+    python -m yolo_lessons.data check pictures/               # a folder: images/ and labels/ beside it
+    python -m yolo_lessons.data check list.txt --names my.names
+
+Exit status: 0 when there is no error (pictures without labels are counted, not errors), 1 when
+there are errors (each printed with its file and line), 2 for a bad option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .check import check_dataset
+from .datasets import read_names
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(
+        prog="python -m yolo_lessons.data",
+        description="Check a labelled set in Darknet's format before training on it.",
+        epilog=__doc__[__doc__.index("Examples::") : __doc__.index("Exit status")].replace("::", ":"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="list every problem with its file and line")
+    check.add_argument("source", help="a .data file, a list file, or a folder of pictures")
+    check.add_argument("--names", default=None, help="a .names file (default: the .data file's or the folder's)")
+    check.add_argument("--split", default="valid", help="which list of a .data file: valid (default) or train")
+    args = parser.parse_args(argv)
+    try:
+        names = read_names(args.names) if args.names is not None else None
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report = check_dataset(args.source, names, args.split)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Catch bad labels before a run, not an hour into it: ``python -m yolo_lessons.data check my.data``.
+
+``check_dataset`` reads a labelled set in Darknet's format (a ``.data`` file and its list, a list
+file, or a folder; ``data.datasets``) the way training will, and lists every problem with its
+file and line instead of stopping at the first:
+
+* errors: a label row that is not an integer and four numbers, a class outside the names, a
+  centre outside [0, 1] or a side outside (0, 1] (Darknet would clip such a box silently), a
+  side of zero or less, the same row twice, a picture that cannot be decoded or is missing from
+  its list, a ``.bmp`` or ``.jpeg`` picture that Darknet's label-path rule gives no label file,
+  an empty list, a list or names file that does not exist;
+* counted, not errors: a picture without a label file (a background picture, no objects) and,
+  in a folder, a label file without a picture.
+
+The report ends with the objects per class and a one-line verdict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .datasets import label_file, label_problems, list_pictures
+
+
+@dataclass
+class DatasetReport:
+    """What ``check_dataset`` found: the problems (file and line in each), and the counts."""
+
+    source: str
+    names: list[str]
+    pictures: int = 0
+    errors: list[str] = field(default_factory=list)
+    without_labels: list[Path] = field(default_factory=list)
+    labels_without_pictures: list[Path] = field(default_factory=list)
+    objects: Counter = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def verdict(self) -> str:
+        if self.ok:
+            return (f"ok: {self.pictures} pictures, {sum(self.objects.values())} objects, "
+                    f"{len(self.without_labels)} pictures without labels")  # fmt: skip
+        return f"{len(self.errors)} problems in {self.source}: fix them before training"
+
+    def lines(self) -> list[str]:
+        """The report as printed: each error, the counts, then the verdict."""
+        out = [f"error: {e}" for e in self.errors]
+        if self.without_labels:
+            out.append(f"{len(self.without_labels)} pictures have no label file (no objects), e.g. "
+                       f"{self.without_labels[0]}")  # fmt: skip
+        if self.labels_without_pictures:
+            out.append(f"{len(self.labels_without_pictures)} label files have no picture, e.g. "
+                       f"{self.labels_without_pictures[0]}")  # fmt: skip
+        width = max((len(n) for n in self.names), default=5)
+        out += [f"{name:>{width}}: {self.objects.get(c, 0)} objects" for c, name in enumerate(self.names)]
+        return [*out, self.verdict()]
+
+
+def _decodes(path: Path) -> str:
+    """'' if ``path`` is a picture PIL can decode, else why not."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()  # reads the whole file's structure without decoding all pixels
+        return ""
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        return str(error) or type(error).__name__
+
+
+def check_dataset(source: str | os.PathLike, names: list[str] | None = None, split: str = "valid") -> DatasetReport:
+    """Every problem of a labelled set, as ``DatasetReport`` (see the module docstring)."""
+    try:
+        pictures, names = list_pictures(source, names, split)
+    except ValueError as error:
+        return DatasetReport(str(source), list(names or []), errors=[str(error)])
+    report = DatasetReport(str(source), names, pictures=len(pictures))
+    labels_seen = set()
+    for picture in pictures:
+        if not picture.is_file():
+            report.errors.append(f"{picture}: no such picture (listed in {source})")
+            continue
+        why = _decodes(picture)
+        if why:
+            report.errors.append(f"{picture}: cannot be decoded as a picture ({why})")
+        try:
+            label = label_file(picture)
+        except ValueError as error:
+            report.errors.append(str(error))
+            continue
+        labels_seen.add(label.resolve())
+        if not label.is_file():
+            report.without_labels.append(picture)
+            continue
+        rows, problems = label_problems(label, len(names))
+        report.errors += problems
+        report.objects.update(int(c) for c in rows[:, 0])
+    if Path(source).is_dir():
+        for label in sorted(Path(source).rglob("*.txt")):
+            if "labels" in label.parts and label.resolve() not in labels_seen:
+                report.labels_without_pictures.append(label)
+    return report

@@ -152,6 +152,17 @@ def test_output_size_reference_passes(capsys):
             lambda s, k, stride=1, padding=None: (s + 2 * (padding or 0) - k) // stride + 1,
             '"same" padding, kernel_size // 2',
         ),
+        # the trial's shortcuts for the default padding: right at 416 and 13, wrong at 415 / 2 and 2x2
+        (
+            lambda s, k, stride=1, padding=None: s // stride if padding is None else conv_output_size(s, k, stride,
+                                                                                                   padding),
+            "size // stride is right only for odd kernels",
+        ),
+        (
+            lambda s, k, stride=1, padding=None: -(-s // stride) if padding is None else conv_output_size(
+                s, k, stride, padding),
+            "ceil(size / stride) is right only for odd kernels",
+        ),
     ],
 )
 def test_output_size_check_names_the_mistake(wrong, named):

@@ -176,6 +176,12 @@ def ap_no_envelope(scores, true_positive, num_ground_truth):
     return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
 
 
+def ap_ties_reversed(scores, true_positive, num_ground_truth):
+    """Descending, but ties last-first: what reversing an ascending stable sort gives."""
+    order = np.argsort(scores.numpy(), kind="stable")[::-1].copy()
+    return ap_numpy(-torch.arange(len(scores), dtype=torch.float32), true_positive[order], num_ground_truth)
+
+
 def ap_unsorted(scores, true_positive, num_ground_truth):
     return ap_numpy(-torch.arange(len(scores), dtype=torch.float32), true_positive, num_ground_truth)
 
@@ -201,8 +207,9 @@ def test_ap_cases_start_with_hand_computed_values():
         (ap_no_envelope, "non-increasing"),
         (ap_unsorted, "not sorted"),
         (lambda s, t, g: ap_numpy(-s, t, g), "ascending"),
+        (ap_ties_reversed, "equal scores came out in the opposite order"),
     ],
-    ids=["11-point", "no envelope", "unsorted", "ascending"],
+    ids=["11-point", "no envelope", "unsorted", "ascending", "ties reversed"],
 )
 def test_ap_check_names_known_mistakes(answer, message):
     with pytest.raises(CheckpointError, match=message):
@@ -274,8 +281,10 @@ def test_step_check_passes_correct_answers(answer, capsys):
         (step_with(returned="sum"), "returned loss is the batch's sum"),
         (step_with(returned="tensor"), "Python float.*loss.item"),
         (lambda m, o, i, b, c, s: 0.0, "did not change"),
+        (lambda m, o, i, b, c, s: step_book(m, o, i, b, c, 0), "stays on after 12,800 images"),
     ],
-    ids=["no zero_grad", "summed loss", "two forwards", "returns the sum", "returns a tensor", "no step"],
+    ids=["no zero_grad", "summed loss", "two forwards", "returns the sum", "returns a tensor", "no step",
+         "ignores seen"],
 )
 def test_step_check_names_known_mistakes(answer, message):
     with pytest.raises(CheckpointError, match=message):

@@ -14,16 +14,19 @@ from yolo_lessons.checkpoints.region import check_assign_target, check_coord_los
 # --- Exercise 1: k-means with 1 - IoU -------------------------------------------------
 
 
-def kmeans_loop(wh, k, seed=0, distance="iou", update=np.mean, sort=True):
+def kmeans_loop(wh, k, seed=0, distance="iou", update=np.mean, sort=True, fixed_seed=False):
     """A learner's k-means written with loops; the keywords make the known mistakes."""
     wh = np.asarray(wh, dtype=np.float64)
-    centroids = wh[np.random.default_rng(seed).choice(len(wh), k, replace=False)]
+    centroids = wh[np.random.default_rng(0 if fixed_seed else seed).choice(len(wh), k, replace=False)]
     previous = None
     for _ in range(500):
         if distance == "iou":
             inter = np.minimum(wh[:, None], centroids[None]).prod(-1)  # (N, k) centred overlap
             union = wh[:, None].prod(-1) + centroids[None].prod(-1) - inter
             nearest = (1 - inter / union).argmin(1)
+        elif distance == "area ratio":  # the trial's "IoU": smaller area over larger, blind to the aspect
+            areas, c_areas = wh.prod(-1)[:, None], centroids.prod(-1)[None]
+            nearest = (1 - np.minimum(areas, c_areas) / np.maximum(areas, c_areas)).argmin(1)
         else:
             nearest = ((wh[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
         if previous is not None and np.array_equal(previous, nearest):
@@ -75,6 +78,8 @@ def test_kmeans_checkpoint_passes_correct_answers_in_numpy_and_torch(fn, capsys)
         (lambda wh, k, seed=0: kmeans_loop(wh, k, seed, sort=False), "sort the anchors by area"),
         (lambda wh, k, seed=0: np.asarray(wh)[:k], "not where k-means with 1 - IoU stops"),
         (unseeded_kmeans(), "same seed"),
+        (lambda wh, k, seed=0: kmeans_loop(wh, k, seed, distance="area ratio"), "not one of areas alone"),
+        (lambda wh, k, seed=0: kmeans_loop(wh, k, seed, fixed_seed=True), "seeded by seed"),
     ],
 )
 def test_kmeans_checkpoint_names_the_known_mistakes(fn, message):
@@ -152,6 +157,7 @@ def test_assign_checkpoint_passes_correct_answers(fn, capsys):
         ({"as_float": True}, "the row must be a plain Python int"),
         ({"numpy_anchor": True}, "the anchor must be a plain Python int .* int64"),
         ({"tw": "no log"}, "tw and th are logarithms"),
+        ({"cell": lambda v: math.ceil(v) - 1}, "lies exactly on a cell border"),
     ],
 )
 def test_assign_checkpoint_names_the_known_mistakes(switches, message):

@@ -20,7 +20,7 @@ from yolo_lessons.checkpoints.yolov3_loss import (
 
 
 def assign_loop(box, anchors, masks, image_size, grid_sizes, *, pixels=True, clamp=True, rounding=False,
-                slot=False, reverse=False, swap=False, per_head=False):
+                slot=False, reverse=False, swap=False, per_head=False, columns_first=False):
     """A learner's answer with loops; the keywords make the known mistakes."""
     cx, cy, w, h = box
     best, best_iou = 0, -1.0
@@ -35,7 +35,7 @@ def assign_loop(box, anchors, masks, image_size, grid_sizes, *, pixels=True, cla
     if per_head:  # "the best anchor within each head", then the head of the first mask: always head 0
         head = 0
         best = max(masks[0], key=lambda n: min(w, anchors[n][0] / image_size) * min(h, anchors[n][1] / image_size))
-    gh, gw = grid_sizes[head]
+    gh, gw = grid_sizes[head][::-1] if columns_first else grid_sizes[head]
     col, row = (round(cx * gw), round(cy * gh)) if rounding else (int(cx * gw), int(cy * gh))
     if clamp:
         col, row = min(col, gw - 1), min(row, gh - 1)
@@ -61,7 +61,7 @@ def assign_torch(box, anchors, masks, image_size, grid_sizes):
 def test_assign_scale_accepts_correct_answers_written_two_ways(capsys):
     check_assign_scale(assign_loop)
     check_assign_scale(assign_torch)
-    assert "102 boxes at 128 and 416 px" in capsys.readouterr().out  # 60 + 40 random, 2 on the edges
+    assert "114 boxes at 128 and 416 px" in capsys.readouterr().out  # 60 + 40 + 12 on wide grids, 2 on the edges
 
 
 @pytest.mark.parametrize(
@@ -74,6 +74,7 @@ def test_assign_scale_accepts_correct_answers_written_two_ways(capsys):
         ({"reverse": True}, "order of masks"),
         ({"swap": True}, "swapped"),
         ({"per_head": True}, "expected \\(head, anchor, row, column\\)"),
+        ({"columns_first": True}, "each grid size is \\(rows, columns\\)"),
     ],
 )
 def test_assign_scale_names_the_known_mistakes(switches, message):
@@ -122,7 +123,7 @@ def test_the_formula_equals_yolo_loss_obj_plus_noobj_on_every_case():
 def test_the_cases_exercise_every_mistake():
     # each known mistake changes the value on at least one head of one case, or naming it could not work
     switches = [{"strict": False}, {"all_truths": False}, {"positive_wins": False},
-                {"positives_also_negative": True}, {"mean": True}, {"squared": True}]
+                {"positives_also_negative": True}, {"mean": True}, {"squared": True}, {"per_truth": True}]
     for switch in switches:
         differs = False
         for outputs, truths, anchors, grids, image_size, thresh in _obj_cases():
@@ -148,6 +149,7 @@ def test_objectness_accepts_correct_answers_written_two_ways(capsys):
         ({"positives_also_negative": True}, "only the term toward 1"),
         ({"mean": True}, "do not average"),
         ({"squared": True}, "not a squared error"),
+        ({"per_truth": True}, "train it once"),
     ],
 )
 def test_objectness_names_the_known_mistakes(switches, message):
@@ -156,6 +158,20 @@ def test_objectness_names_the_known_mistakes(switches, message):
 
     with pytest.raises(CheckpointError, match=message):
         check_objectness_loss(wrong)
+
+
+def objectness_per_truth_loop(obj_logits, pred_boxes, truths, assignment, head, ignore_thresh=0.7):
+    """The trial's answer: the no-object terms right, then one term toward 1 per assigned truth."""
+    base = objectness_loop(obj_logits, pred_boxes, truths, assignment, head, ignore_thresh)
+    here = [(int(s), int(r), int(c)) for s, r, c, k in
+            zip(assignment.slot, assignment.row, assignment.col, assignment.scale, strict=True) if int(k) == head]
+    extra = sum(F.softplus(-obj_logits[cell]) for cell in here[len(set(here)):]) if len(set(here)) < len(here) else 0
+    return base + extra
+
+
+def test_a_prediction_shared_by_two_truths_counted_twice_is_named():
+    with pytest.raises(CheckpointError, match="train it once"):
+        check_objectness_loss(objectness_per_truth_loop)
 
 
 def test_objectness_unknown_mistake_says_expected_and_got():

@@ -150,6 +150,17 @@ _SIZE_MISTAKES = (
 )
 
 
+# (size, kernel_size, stride) with padding left to its default, kernel_size // 2: odd sides at stride 2 and
+# even kernels are where "size // stride" and "ceil(size / stride)" stop being right.
+_DEFAULT_CASES = ((416, 3, 1), (416, 3, 2), (13, 1, 1), (415, 3, 2), (416, 2, 2), (13, 4, 1))
+_DEFAULT_SHORTCUTS = (
+    (lambda n, k, s: n // s, "size // stride is right only for odd kernels on even sides: with padding "
+     "kernel_size // 2 the formula gives (size + 2 * padding - kernel_size) // stride + 1"),
+    (lambda n, k, s: -(-n // s), "ceil(size / stride) is right only for odd kernels: an even kernel with "
+     "padding kernel_size // 2 adds one; use (size + 2 * padding - kernel_size) // stride + 1"),
+)
+
+
 @checkpoint
 def check_conv_output_size(fn: Callable[..., int]) -> None:
     """Check ``fn(size, kernel_size, stride=1, padding=None)`` against real ``nn.Conv2d`` outputs."""
@@ -163,16 +174,20 @@ def check_conv_output_size(fn: Callable[..., int]) -> None:
             if all(a == wrong(*c) and type(a) is type(wrong(*c)) for c, a in zip(_SIZE_CASES, answers, strict=True)):
                 raise CheckpointError(f"{case}: expected {expected}, got {got!r}: {message}")
         raise CheckpointError(f"{case}: expected {expected} (what nn.Conv2d gives), got {got!r}")
-    for n, k, s in ((416, 3, 1), (416, 3, 2), (13, 1, 1)):
-        got, expected = call(fn, n, k, stride=s), _true_output_size(n, k, s, k // 2)
+    defaults = [(n, k, s, call(fn, n, k, stride=s)) for n, k, s in _DEFAULT_CASES]
+    for n, k, s, got in defaults:
         expect(not integer_problem(got), f"size={n}, kernel_size={k}, stride={s}: {integer_problem(got)}")
-        expect(
-            got == expected,
-            f"size={n}, kernel_size={k}, stride={s} with the default padding: expected {expected}, "
-            f'got {got!r}; padding=None means "same" padding, kernel_size // 2',
-        )
+    wrong = [(n, k, s, got) for n, k, s, got in defaults if got != _true_output_size(n, k, s, k // 2)]
+    if wrong:
+        n, k, s, got = wrong[0]
+        case = (f"size={n}, kernel_size={k}, stride={s} with the default padding: expected "
+                f"{_true_output_size(n, k, s, k // 2)}, got {got!r}")  # fmt: skip
+        for shortcut, message in _DEFAULT_SHORTCUTS:
+            if all(a == shortcut(n_, k_, s_) for n_, k_, s_, a in defaults):
+                raise CheckpointError(f"{case}: {message}")
+        raise CheckpointError(f'{case}; padding=None means "same" padding, kernel_size // 2')
     print(f"{len(_SIZE_CASES)} sizes, kernels, strides and paddings agree with nn.Conv2d ... ok")
-    print('default "same" padding: 416 -> 416 (stride 1), 416 -> 208 (stride 2), 13 -> 13 (1x1) ... ok')
+    print('default "same" padding: 416 -> 416, 416 -> 208 at stride 2, odd sides, even kernels ... ok')
 
 
 @checkpoint

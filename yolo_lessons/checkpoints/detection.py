@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..data.shapes import SHAPE_CLASSES, collate, make_image
 from ..detection.metrics import VOC_SCRIPT_RECALLS, ap_11_points, ap_all_points, precision_recall
 from ..detection.nms import nms_reference
-from ..losses.region_loss import region_loss
+from ..losses.region_loss import PRIOR_IMAGES, region_loss
 from ..models.small_yolov2 import small_yolov2
 from .common import CheckpointError, call, expect, integer_problem
 
@@ -205,6 +205,13 @@ def _ap_ascending(scores: Tensor, true_positive: Tensor, num_ground_truth: int) 
     return ap_all_points(precision, recall)
 
 
+def _ap_ties_reversed(scores: Tensor, true_positive: Tensor, num_ground_truth: int) -> float:
+    """Descending scores, but equal scores in the opposite order (a sort that is not stable)."""
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), -i))
+    precision, recall = precision_recall(true_positive[order], num_ground_truth)
+    return ap_all_points(precision, recall)
+
+
 def _ap_recall_over_detections(scores: Tensor, true_positive: Tensor, num_ground_truth: int) -> float:
     flags = _sorted_flags(scores, true_positive)
     precision, _ = precision_recall(flags, num_ground_truth)
@@ -219,6 +226,8 @@ _AP_MISTAKES = (
     (_ap_no_envelope, "the precision was not made non-increasing first: replace each precision by the "
      "best precision at that recall or any higher recall, then add up the areas"),
     (_ap_unsorted, "the detections were not sorted: walk them in descending score order"),
+    (_ap_ties_reversed, "equal scores came out in the opposite order: keep them in their given order "
+     "(a stable sort, e.g. torch.sort(..., stable=True)), as the exercise asks"),
     (_ap_ascending, "the detections were walked in ascending score order: sort by descending score"),
     (_ap_recall_over_detections, "recall divides by the number of ground truths of the class, not by the "
      "number of detections"),
@@ -237,7 +246,7 @@ def ap_cases() -> list[tuple[Tensor, Tensor, int]]:
         case([0.3, 0.95, 0.6, 0.8], [False, True, True, False], 5),  # out of order, some objects never found
         case([0.9, 0.85, 0.84, 0.5], [True, False, False, True], 2),  # duplicates of one object: false positives
         case([0.2, 0.1], [False, False], 1),  # only false positives: 0.0
-        case([0.7, 0.7, 0.6, 0.5], [True, True, False, True], 4),  # a tie between two hits
+        case([0.9, 0.7, 0.7, 0.6], [True, False, True, False], 3),  # a tie between a miss and a hit: order matters
     ]
     generator = torch.Generator().manual_seed(8)
     for _ in range(20):
@@ -295,12 +304,13 @@ def step_batches(count: int = 3, seed: int = 5) -> list[tuple[Tensor, Tensor, Te
 
 def reference_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, boxes: Tensor, counts: Tensor, seen: int,
-    *, per_image: bool = True, zero_grad: bool = True,
+    *, per_image: bool = True, zero_grad: bool = True, ignore_seen: bool = False,
 ) -> float:
     """One step of ``yolo_lessons.train``: the region loss per image, zero_grad, backward, step.
 
     The keywords switch on known mistakes (a loss summed over the batch, no zero_grad).
     """
+    seen = 0 if ignore_seen else seen
     result = region_loss(model(images), boxes, counts, model.anchors, model.num_classes, seen=seen)
     loss = result.loss / images.shape[0] if per_image else result.loss
     if zero_grad:
@@ -311,6 +321,9 @@ def reference_step(
 
 
 OPTIMIZERS = ("AdamW (the book's recipe)", "SGD with momentum")
+# The images seen after each of the three steps: the first two inside Darknet's anchor-matching
+# phase (seen < 12,800: the loss pulls every box toward its anchor), the third past it.
+STEP_SEEN = (STEP_BATCH, PRIOR_IMAGES - STEP_BATCH, PRIOR_IMAGES)
 
 
 def _optimizer(kind: int, model: nn.Module) -> torch.optim.Optimizer:
@@ -327,7 +340,7 @@ def _run_steps(step: Callable, kind: int, batches, learner: bool) -> tuple[nn.Mo
     optimizer = _optimizer(kind, model)
     losses = []
     for n, (images, boxes, counts) in enumerate(batches):
-        seen = (n + 1) * STEP_BATCH
+        seen = STEP_SEEN[n]
         if learner:
             losses.append(call(step, model, optimizer, images.clone(), boxes.clone(), counts.clone(), seen))
         else:
@@ -377,6 +390,8 @@ def _check_train_step(train_step: Callable) -> None:
                  "optimizer.zero_grad() (or model.zero_grad()) before loss.backward()"),
                 (dict(per_image=False), "the loss was summed over the batch: divide it by the number of "
                  "images, so that the step size does not depend on the batch size"),
+                (dict(ignore_seen=True), "the anchor-matching term stays on after 12,800 images: pass seen to "
+                 "region_loss, which stops that term once seen reaches prior_images"),
             ):
                 variant, _ = _run_steps(lambda *a, o=options: reference_step(*a, **o), kind, batches, learner=False)
                 if _same_state(model, variant, buffers=False):

@@ -31,6 +31,23 @@ def _three_groups() -> np.ndarray:
     return np.concatenate([c * rng.uniform(0.95, 1.05, (20, 2)) for c in centres])
 
 
+def _same_areas() -> np.ndarray:
+    """60 shapes of one area (4 cells) in three groups: tall 1x4, wide 4x1 and square 2x2.
+
+    Only widths and heights tell them apart: an "IoU" that compares areas alone sees one group.
+    """
+    rng = np.random.default_rng(2)
+    centres = np.array([[1.0, 4.0], [4.0, 1.0], [2.0, 2.0]])
+    return np.concatenate([c * rng.uniform(0.97, 1.03, (20, 2)) for c in centres])
+
+
+def _many_groups() -> np.ndarray:
+    """24 tight groups of shapes for 5 anchors: which groups share an anchor depends on the start."""
+    rng = np.random.default_rng(3)
+    centres = np.exp(rng.uniform(np.log(0.3), np.log(9.0), (24, 2)))
+    return np.concatenate([c * rng.uniform(0.98, 1.02, (6, 2)) for c in centres])
+
+
 def _mixed_scales() -> np.ndarray:
     """400 shapes whose sides spread over 50x: here 1 - IoU and Euclidean k-means disagree."""
     rng = np.random.default_rng(1)
@@ -94,6 +111,22 @@ def check_kmeans_iou(kmeans_iou: Callable) -> None:
         f"on three obvious groups of shapes (about 1x1, 4x2, 2x6) expected those three anchors, "
         f"got {np.round(tries[0], 2).tolist()} with seed 0 (and no better with seeds 1 to 4)",
     )
+    starts = {tuple(np.round(_as_centroids(call(kmeans_iou, _many_groups(), 5, seed=s), 5), 6).ravel())
+              for s in range(10)}  # fmt: skip
+    expect(
+        len(starts) > 1,
+        "seeds 0 to 9 all gave the same anchors on 24 groups for 5 anchors, where the start decides which "
+        "groups share an anchor: draw the initial boxes with a generator seeded by seed",
+    )
+    same_area = [_as_centroids(call(kmeans_iou, _same_areas(), 3, seed=seed), 3) for seed in range(5)]
+    expected_shapes = np.array([[1.0, 4.0], [2.0, 2.0], [4.0, 1.0]])  # all of area 4: order by area is free
+    expect(
+        any(np.allclose(sorted(map(tuple, g)), sorted(map(tuple, expected_shapes)), rtol=0.05) for g in same_area),
+        "on shapes of one area and three aspects (about 1x4, 4x1, 2x2) expected those three anchors, got "
+        f"{np.round(same_area[0], 2).tolist()} with seed 0 (and no better with seeds 1 to 4). These shapes "
+        "share their area, so only an IoU of widths and heights (the overlap is min(w1, w2) * min(h1, h2)) "
+        "separates them, not one of areas alone",
+    )
     ours = mean_best_iou(kmeans_anchors(wh, 5, distance="iou"), wh)
     theirs = mean_best_iou(got, wh)
     expect(
@@ -119,6 +152,7 @@ ASSIGN_CASES = (
     ((0.3, 1.0, 0.9, 0.25), _VOC, 13),  # on the bottom edge: the last row
     ((0.2, 0.7, 0.3, 0.12), _SMALL, 4),
     ((0.9, 0.05, 0.1, 0.45), _SMALL, 4),
+    ((0.25, 0.75, 0.2, 0.3), _SMALL, 4),  # exactly on an interior cell border: column 1, row 3
 )
 
 
@@ -143,6 +177,8 @@ def _reference_assign(box, anchors, grid: int, *, cell=math.floor, clamp=True, m
 
 _ASSIGN_MISTAKES = (
     ({"cell": round}, "the cell is floor(cx * grid), not round(cx * grid): a centre belongs to the cell it lies in"),
+    ({"cell": lambda v: math.ceil(v) - 1}, "the cell is floor(cx * grid): ceil(cx * grid) - 1 moves a centre that "
+     "lies exactly on a cell border into the cell before it"),
     ({"clamp": False}, "a centre on the right or bottom edge (cx or cy = 1.0) gives floor(1.0 * grid) = grid, one "
      "past the last cell: clamp it to grid - 1 (Darknet itself would write outside the grid)"),
     ({"match": "euclidean"}, "the anchor is the one of best IoU with the box's shape (both centred), "

@@ -25,6 +25,7 @@ from .common import CheckpointError, call, checkpoint, expect, integer_problem
 BOOK_ANCHORS = ((5, 6), (9, 8), (12, 16), (20, 14), (22, 26), (36, 28), (32, 46), (52, 50), (72, 70))  # 128 px
 BOOK_GRIDS = ((4, 4), (8, 8), (16, 16))  # strides 32, 16, 8 at 128 px
 COCO_GRIDS = ((13, 13), (26, 26), (52, 52))  # at 416 px
+WIDE_GRIDS = ((4, 6), (8, 12), (16, 24))  # (rows, columns): a grid wider than tall tells H from W
 
 # --- Exercise 1: which head, anchor and cell ------------------------------------------
 
@@ -46,6 +47,7 @@ def _assign_cases() -> list[tuple]:
     cases = [(b, BOOK_ANCHORS, ANCHOR_MASKS, 128, BOOK_GRIDS) for b in _random_boxes(60, 128, 3, 90, 0)]
     cases += [(b, COCO_ANCHORS, ANCHOR_MASKS, 416, COCO_GRIDS) for b in _random_boxes(40, 416, 8, 400, 1)]
     # on the right and bottom edges: Darknet's column would be W, off the grid; the last cell holds them
+    cases += [(b, BOOK_ANCHORS, ANCHOR_MASKS, 128, WIDE_GRIDS) for b in _random_boxes(12, 128, 3, 90, 2)]
     cases += [((1.0, 0.3, 0.05, 0.05), BOOK_ANCHORS, ANCHOR_MASKS, 128, BOOK_GRIDS),
               ((0.5, 1.0, 0.5, 0.45), COCO_ANCHORS, ANCHOR_MASKS, 416, COCO_GRIDS)]
     return cases
@@ -58,7 +60,8 @@ def reference_assign(box, anchors, masks, image_size, grids) -> tuple[int, int, 
     return int(a.scale[0]), int(a.anchor[0]), int(a.row[0]), int(a.col[0])
 
 
-def _variant_assign(box, anchors, masks, image_size, grids, *, pixels=True, clamp=True, rounding=False):
+def _variant_assign(box, anchors, masks, image_size, grids, *, pixels=True, clamp=True, rounding=False,
+                    columns_first=False):
     """The assignment with a known mistake switched on."""
     cx, cy, w, h = box
     best, best_iou = 0, -1.0
@@ -69,7 +72,7 @@ def _variant_assign(box, anchors, masks, image_size, grids, *, pixels=True, clam
         if iou > best_iou:
             best, best_iou = n, iou
     head = next(s for s, mask in enumerate(masks) if best in mask)
-    gh, gw = grids[head]
+    gh, gw = grids[head][::-1] if columns_first else grids[head]
     col, row = (round(cx * gw), round(cy * gh)) if rounding else (int(cx * gw), int(cy * gh))
     if clamp:
         col, row = min(col, gw - 1), min(row, gh - 1)
@@ -82,6 +85,8 @@ _ASSIGN_MISTAKES = (
     ({"clamp": False}, "a centre on the right or bottom edge (cx or cy = 1.0) gives column W (or row H), off the "
      "grid: put it in the last cell"),
     ({"rounding": True}, "the cell is the one holding the centre: int(cx * W) rounds down, round() does not"),
+    ({"columns_first": True}, "each grid size is (rows, columns), (H, W) as a tensor's shape: the column is "
+     "int(cx * W) with W the second number"),
 )
 
 
@@ -125,6 +130,7 @@ def check_assign_scale(assign_scale: Callable) -> None:
             f"(head, anchor, row, column) = {expected[i]}, got {answers[i]} ({len(wrong)} of {len(cases)} boxes differ)"
         )
     print(f"{len(cases)} boxes at 128 and 416 px: head, anchor of all nine, row and column ... ok")
+    print("grids wider than tall: rows from cy and H, columns from cx and W ... ok")
     print("centres on the right and bottom edges land in the last cell ... ok")
 
 
@@ -138,6 +144,7 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
 def objectness_formula(
     obj_logits, pred_boxes, truths, assignment, head, ignore_thresh, *,
     strict=True, all_truths=True, positive_wins=True, positives_also_negative=False, mean=False, squared=False,
+    per_truth=False,
 ):
     """One head's "obj" + "noobj", written out; the keywords switch on the known mistakes."""
     here = assignment.scale == head
@@ -157,6 +164,11 @@ def objectness_formula(
     trained_one = positive & ~ignored if not positive_wins else positive
     trained_zero = ~ignored & (~positive | positives_also_negative)
     total = torch.where(trained_one, to_one, 0.0).sum() + torch.where(trained_zero, to_zero, 0.0).sum()
+    if per_truth:  # a prediction that two truths share counted once per truth
+        slots, rows, cols = assignment.slot[here], assignment.row[here], assignment.col[here]
+        cells = list(zip(slots.tolist(), rows.tolist(), cols.tolist(), strict=True))
+        for cell in set(cells):
+            total = total + (cells.count(cell) - 1) * to_one[cell]
     return total / obj_logits.numel() if mean else total
 
 
@@ -171,6 +183,8 @@ _OBJ_MISTAKES = (
     ({"mean": True}, "sum the loss over the predictions, do not average: Darknet sums its deltas"),
     ({"squared": True}, "YOLOv3's objectness is binary cross-entropy on the logit (gradient sigmoid - target), "
      "not a squared error as in YOLOv2"),
+    ({"per_truth": True}, "two truths assigned to one prediction train it once (the later one overwrites the "
+     "earlier, as Darknet writes its delta), not once per truth"),
 )
 
 
@@ -211,8 +225,15 @@ def _exact_threshold_case():
     return outputs, truths, anchors, BOOK_GRIDS, 128, 0.5
 
 
+def _shared_prediction_case():
+    """Two truths of nearly the same box in one cell: both pick the same anchor of the same head."""
+    outputs, _, anchors, grids, image_size, thresh = _obj_case(7, 0.7)
+    truths = torch.tensor([[0, 0.30, 0.30, 0.20, 0.22], [2, 0.31, 0.31, 0.21, 0.21]], dtype=torch.float64)
+    return outputs, truths, anchors, grids, image_size, thresh
+
+
 def _obj_cases() -> list[tuple]:
-    cases = [_exact_threshold_case()]
+    cases = [_exact_threshold_case(), _shared_prediction_case()]
     cases += [_obj_case(seed, thresh) for seed, thresh in zip(range(12), (0.7, 0.5) * 6, strict=True)]
     cases += [_obj_case(100 + seed, 0.7, COCO_ANCHORS, COCO_GRIDS, 416) for seed in range(2)]
     return cases

@@ -203,7 +203,7 @@ def test_darknet53_conv74_loads_into_yolov3_backbone_only(tmp_path):
     classifier = _model(darknet53, "random")
     path = tmp_path / "darknet53.conv.74"
     save_darknet_weights(classifier, path, upto=74)  # like `darknet partial darknet53.cfg ... 74`
-    detector = _model(yolov3)
+    detector = _model(yolov3, "random")  # filled: uninitialised memory may hold NaN, which equals nothing
     head_before = detector.detect8[1].weight.clone()
     load_darknet_weights(detector, path, backbone_only=True)
     backbone = {k: v for k, v in classifier.state_dict().items() if not k.startswith("classifier.")}

@@ -99,3 +99,10 @@ def test_the_command_prints_the_report_and_exits_1_on_errors(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "ok: 2 pictures, 2 objects, 0 pictures without labels"
     assert main(["check", str(root), "--names", str(tmp_path / "none.names")]) == 2
     assert capsys.readouterr().err.startswith("error: cannot read the names file")
+
+
+def test_a_source_that_cannot_be_read_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "missing.data")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [f"error: expected a .data file, a list file or a folder of pictures, "
+                                              f"got {tmp_path / 'missing.data'} (no such file)"]

@@ -7,7 +7,8 @@ Examples::
     python -m yolo_lessons.data check list.txt --names my.names
 
 Exit status: 0 when there is no error (pictures without labels are counted, not errors), 1 when
-there are errors (each printed with its file and line), 2 for a bad option.
+there are errors (each printed with its file and line), 2 for a bad option or a source that
+cannot be read at all (no such file, an empty list, no names), with one line.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     report = check_dataset(args.source, names, args.split)
+    if report.unreadable:  # no such file, an empty list, no names: a bad argument, not a bad label
+        print(f"error: {report.errors[0]}", file=sys.stderr)
+        return 2
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 

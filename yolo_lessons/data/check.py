@@ -36,6 +36,7 @@ class DatasetReport:
     without_labels: list[Path] = field(default_factory=list)
     labels_without_pictures: list[Path] = field(default_factory=list)
     objects: Counter = field(default_factory=Counter)
+    unreadable: bool = False  # the source itself could not be listed: nothing else was checked
 
     @property
     def ok(self) -> bool:
@@ -78,7 +79,7 @@ def check_dataset(source: str | os.PathLike, names: list[str] | None = None, spl
     try:
         pictures, names = list_pictures(source, names, split)
     except ValueError as error:
-        return DatasetReport(str(source), list(names or []), errors=[str(error)])
+        return DatasetReport(str(source), list(names or []), errors=[str(error)], unreadable=True)
     report = DatasetReport(str(source), names, pictures=len(pictures))
     labels_seen = set()
     for picture in pictures:

@@ -170,6 +170,8 @@ def list_pictures(source: str | os.PathLike, names: list[str] | None = None,
     """The pictures and class names of a ``.data`` file (its ``split`` list and its ``names``), a
     list file (one picture a line) or a folder (every picture below it); ``names`` overrides."""
     source = Path(source)
+    if not source.exists():
+        raise ValueError(f"expected a .data file, a list file or a folder of pictures, got {source} (no such file)")
     if source.is_dir():
         images = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not images:

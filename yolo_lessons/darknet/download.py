@@ -1,8 +1,10 @@
 """Large files fetched once: cached, with a progress bar, checked by size and MD5 before use.
 
 The book runs everywhere without the internet; only one chapter can do more with it: the
-original YOLOv3 weights (``yolov3.weights``, 248,007,048 bytes, from the author's site, with
-the MD5 sum the Darknet documentation publishes). ``find_yolov3_weights`` decides where they
+original YOLOv3 weights (``yolov3.weights``, 248,007,048 bytes, from the author's site). The
+site publishes no checksum; the MD5 we check is the one NVIDIA's TensorRT ``yolov3_onnx`` sample
+checks the same download against (``samples/python/yolov3_onnx/download.yml`` in
+NVIDIA/TensorRT). ``find_yolov3_weights`` decides where they
 come from, in this order:
 
 1. ``YOLO_WEIGHTS=/path/to/yolov3.weights`` in the environment: that file, checked;
@@ -58,7 +60,8 @@ class RemoteFile:
 
 
 # pjreddie.com/darknet/yolo: "wget https://pjreddie.com/media/files/yolov3.weights". The size is
-# the header (20 bytes) + 4 x 62,001,757 floats of yolov3.cfg (tests pin it with darknet_float_count).
+# the header (20 bytes) + 4 x 62,001,757 floats of yolov3.cfg (tests pin it with darknet_float_count);
+# the MD5 is the checksum of NVIDIA/TensorRT's samples/python/yolov3_onnx/download.yml (the site gives none).
 YOLOV3_WEIGHTS = RemoteFile(
     url="https://pjreddie.com/media/files/yolov3.weights",
     name="yolov3.weights",

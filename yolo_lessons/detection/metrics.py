@@ -15,8 +15,9 @@ Average precision (AP) summarises that curve in one number, two ways:
 
 * all points (VOC2010 and later; the book's default): make precision non-increasing from
   the right, then take the area under the resulting step curve;
-* 11 points (VOC2007, how the YOLO papers' VOC2007 numbers were computed): the mean, over
-  recall thresholds 0, 0.1, ..., 1, of the best precision at a recall at least that high.
+* 11 points (the VOC2007 devkit's rule, and presumably that of the YOLO papers' VOC2007
+  numbers, which do not say): the mean, over recall thresholds 0, 0.1, ..., 1, of the best
+  precision at a recall at least that high.
 
 The mAP is the mean of the per-class APs over the classes that have ground truth; a class
 with ground truth and no detections scores 0, a class with detections and no ground truth
@@ -35,7 +36,7 @@ fractions of the image, not pixels:
   devkit's ``VOCevaldet.m`` too).
 
 And one rule the two scripts disagree on: ``voc_eval.py`` (py-faster-rcnn, whose copy
-Darknet's ``scripts/reval_voc.py`` runs) needs IoU > 0.5, the MATLAB devkit's
+AlexeyAB's Darknet fork runs from ``scripts/reval_voc.py``) needs IoU > 0.5, the MATLAB devkit's
 ``VOCevaldet.m`` IoU >= 0.5 (``ovmax>=VOCopts.minoverlap``). ``strict=True``, the default,
 is the first; ``strict=False`` the devkit's.
 """

@@ -8,8 +8,10 @@ is read from Darknet's code: ``forward_region_layer`` and ``backward_region_laye
 
 Darknet never computes a loss. It writes a ``delta`` for every output entry,
 ``scale * (target - activated output)``, and its GPU backward multiplies the x, y and
-objectness deltas by the logistic's slope sigma' = sigma * (1 - sigma). We therefore use the
-loss whose gradient with respect to the raw output is exactly minus that delta:
+objectness deltas by the logistic's slope sigma' = sigma * (1 - sigma). (Its CPU backward,
+``backward_region_layer``, has had its whole body commented out since commit 60e952ba, so a
+CPU-only Darknet passes no gradient out of a ``[region]`` layer.) We therefore use the loss
+whose gradient with respect to the raw output is exactly minus that delta:
 
 - x, y, objectness: ``scale / 2 * (target - sigmoid(t))**2`` (a squared error on sigma(t));
 - w, h: ``scale / 2 * (target - t)**2`` (a squared error on the raw t, i.e. in log space);
@@ -28,12 +30,16 @@ Units: the head output is (N, A*(5+C), H, W), anchor-major (anchor ``a`` owns ch
 Where we differ from Darknet, deliberately:
 
 - A ground truth with cx = 1.0 (or cy = 1.0) lies on the right (bottom) edge. Darknet's
-  column ``(int)(truth.x * l.w)`` is then W, one past the grid, and it writes into another
-  anchor's memory; we put it in the last cell, ``i = W - 1`` (its x target is then 1.0).
+  column ``(int)(truth.x * l.w)`` is then W, one past the grid, and ``entry_index`` lands on
+  the first cell of the next row (from the bottom row: the next anchor's first cell, or the
+  next image's), another prediction's slot; we put it in the last cell, ``i = W - 1`` (its x
+  target is then 1.0). Darknet's own loader never makes such a box: clipped to the image it
+  has width 0, and ``fill_truth_detection`` drops boxes under .001 wide.
 - Darknet reads at most 30 truths per image and ends the list at the first one whose x is 0;
   we take ``counts`` rows per image, so a truth centred exactly at x = 0 still counts.
-- Darknet hard-codes the prior warm-up (scale .01 while fewer than 12800 images were seen);
-  we name those numbers ``prior_scale`` and ``prior_images``.
+- Darknet hard-codes the prior-matching phase (scale .01 while fewer than 12800 images were
+  seen; no cfg option changes either); we name those numbers ``prior_scale`` and
+  ``prior_images``.
 """
 
 from __future__ import annotations

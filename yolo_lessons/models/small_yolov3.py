@@ -109,14 +109,14 @@ class SmallYOLOv3(nn.Module):
             in_channels = multiple * width
         self.stages = nn.ModuleList(stages)
         route16, route8 = SMALL_YOLOV3_STAGES[3][0] * width, SMALL_YOLOV3_STAGES[2][0] * width  # 16w, 8w
-        n32, n16, n8 = (m * width for m in NECK_MULTIPLES)  # 16w, 8w, 4w
+        n32, n16, n8 = (m * width for m in NECK_MULTIPLES)  # 8w, 4w, 2w
         out = [len(mask) * (5 + num_classes) for mask in MASKS]  # 3 * (5 + C) each
         self.neck32 = conv_set(in_channels, n32)
         self.detect32 = detector(n32, out[0])
-        self.lateral16 = ConvBlock(n32, n32 // 2, 1)  # yolov3.cfg: 256 filters of 512
+        self.lateral16 = ConvBlock(n32, n32 // 2, 1)  # 4w; yolov3.cfg: 256 filters of 512
         self.neck16 = conv_set(n32 // 2 + route16, n16)
         self.detect16 = detector(n16, out[1])
-        self.lateral8 = ConvBlock(n16, n16 // 2, 1)  # yolov3.cfg: 128 filters of 256
+        self.lateral8 = ConvBlock(n16, n16 // 2, 1)  # 2w; yolov3.cfg: 128 filters of 256
         self.neck8 = conv_set(n16 // 2 + route8, n8)
         self.detect8 = detector(n8, out[2])
 
@@ -126,11 +126,11 @@ class SmallYOLOv3(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         stride8, stride16, stride32 = self.feature_maps(x)
-        p32 = self.neck32(stride32)  # (N, 16w, H/32, W/32)
-        up = F.interpolate(self.lateral16(p32), scale_factor=2, mode="nearest")  # (N, 8w, H/16, W/16)
-        p16 = self.neck16(torch.cat([up, stride16], dim=1))  # upsampled tensor first
-        up = F.interpolate(self.lateral8(p16), scale_factor=2, mode="nearest")  # (N, 4w, H/8, W/8)
-        p8 = self.neck8(torch.cat([up, stride8], dim=1))  # (N, 4w, H/8, W/8)
+        p32 = self.neck32(stride32)  # (N, 8w, H/32, W/32)
+        up = F.interpolate(self.lateral16(p32), scale_factor=2, mode="nearest")  # (N, 4w, H/16, W/16)
+        p16 = self.neck16(torch.cat([up, stride16], dim=1))  # upsampled tensor first; (N, 4w, H/16, W/16)
+        up = F.interpolate(self.lateral8(p16), scale_factor=2, mode="nearest")  # (N, 2w, H/8, W/8)
+        p8 = self.neck8(torch.cat([up, stride8], dim=1))  # (N, 2w, H/8, W/8)
         return self.detect32(p32), self.detect16(p16), self.detect8(p8)
 
 

@@ -17,6 +17,10 @@ worker. A held-out set is simply another seed.
 Boxes are float32 rows ``(class, cx, cy, w, h)``, all four coordinates fractions of the
 image side (Darknet's label format, ``data.c`` ``fill_truth_detection``); the box is the
 tight extent of the drawn shape's pixels, clipped to the image.
+
+``draw_shapes`` is ``make_image`` with the colour of each shape as a third output, and an
+optional palette to draw the colours from (the class hierarchy of ``shape_tree`` names them);
+without a palette its image and boxes are ``make_image``'s, pixel for pixel.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ MAX_SIDE = 0.6  # largest box side
 MAX_ASPECT = 2.0  # width / height lies in [1 / MAX_ASPECT, MAX_ASPECT]
 MAX_OVERLAP = 0.3  # a new shape is re-placed if its box overlaps an earlier box by more IoU
 MIN_CONTRAST = 0.35  # least RGB distance between a shape's colour and the background under it
+PALETTE_JITTER = 0.06  # draw_shapes with a palette: each channel of a palette colour moves by up to this
 _PLACEMENT_TRIES = 10
 
 
@@ -141,10 +146,43 @@ def make_image(
     Box sides are drawn log-uniformly between ``min_side`` and ``max_side`` (fractions of
     the image), with width / height up to ``max_aspect`` either way.
     """
+    image, boxes, _ = draw_shapes(
+        index, seed, size, classes=classes, max_objects=max_objects, min_side=min_side, max_side=max_side,
+        max_aspect=max_aspect,
+    )
+    return image, boxes
+
+
+def draw_shapes(
+    index: int,
+    seed: int = 0,
+    size: int = 96,
+    *,
+    classes: Sequence[str] = SHAPE_CLASSES,
+    max_objects: int = 4,
+    min_side: float = MIN_SIDE,
+    max_side: float = MAX_SIDE,
+    max_aspect: float = MAX_ASPECT,
+    palette: Sequence[Sequence[float]] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``make_image`` that also says each shape's colour: (image, boxes, colours).
+
+    Without a ``palette`` the image and boxes are exactly ``make_image``'s, and ``colours`` is
+    (M,) int64 of -1: every colour is drawn at random from the RGB cube. With a palette, a
+    sequence of RGB triples in [0, 1], each shape takes palette entry k (drawn uniformly),
+    moved by up to ``PALETTE_JITTER`` per channel, and ``colours[m]`` is that k. A palette
+    colour is kept even where it is close to the background beneath (the random colours are
+    re-drawn there), so an object now and then stands out less.
+    """
     check_image_size(size)
     _check_positive("max_objects", max_objects)
     names = _class_names(classes)
     _check_sides(min_side, max_side, max_aspect)
+    if palette is not None:
+        palette = np.asarray(palette, dtype=np.float32)
+        shaped = palette.ndim == 2 and palette.shape[1] == 3 and len(palette) > 0
+        if not shaped or not ((palette >= 0) & (palette <= 1)).all():
+            raise ValueError(f"expected a palette of RGB triples in [0, 1], got {palette.tolist()!r}")
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
         raise ValueError(f"expected a non-negative integer index, got {index!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -156,6 +194,7 @@ def make_image(
     least = max(min_side, 2.0 / size)  # at least two pixels a side, or a shape may vanish
     placed: list[np.ndarray] = []  # (x0, y0, x1, y1) in pixels, clipped
     rows: list[list[float]] = []
+    colours: list[int] = []  # palette entry of each shape, -1 without a palette
     for _ in range(rng.integers(1, max_objects + 1)):
         label = int(rng.integers(len(names)))
         for _ in range(_PLACEMENT_TRIES):
@@ -178,23 +217,30 @@ def make_image(
         else:
             continue  # no free place found: fewer objects in this image
         window = image[:, y0:y1, x0:x1]  # a view: writing into it draws on the image
-        under = window[:, mask].mean(axis=1)
-        colour = rng.uniform(0, 1, 3).astype(np.float32)
-        for _ in range(4):  # re-draw a colour too close to the background beneath
-            if np.linalg.norm(colour - under) >= MIN_CONTRAST:
-                break
-            colour = rng.uniform(0, 1, 3).astype(np.float32)
+        if palette is not None:
+            colour_index = int(rng.integers(len(palette)))
+            jitter = rng.uniform(-PALETTE_JITTER, PALETTE_JITTER, 3).astype(np.float32)
+            colour = np.clip(palette[colour_index] + jitter, 0.0, 1.0)
         else:
-            colour = np.where(under > 0.5, 0.0, 1.0).astype(np.float32)  # the opposite corner of the cube
+            colour_index = -1
+            under = window[:, mask].mean(axis=1)
+            colour = rng.uniform(0, 1, 3).astype(np.float32)
+            for _ in range(4):  # re-draw a colour too close to the background beneath
+                if np.linalg.norm(colour - under) >= MIN_CONTRAST:
+                    break
+                colour = rng.uniform(0, 1, 3).astype(np.float32)
+            else:
+                colour = np.where(under > 0.5, 0.0, 1.0).astype(np.float32)  # the opposite corner of the cube
         shade = 1.0 + rng.uniform(-0.15, 0.15) * v  # a little shading across the shape
         painted = np.broadcast_to(colour[:, None, None] * shade.astype(np.float32), window.shape)  # (3, h, w)
         window[:, mask] = painted[:, mask]
         placed.append(box)
         x0b, y0b, x1b, y1b = box / size
         rows.append([label, (x0b + x1b) / 2, (y0b + y1b) / 2, x1b - x0b, y1b - y0b])
+        colours.append(colour_index)
     image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(rng.uniform(0.01, 0.05))
     np.clip(image, 0.0, 1.0, out=image)
-    return image, np.asarray(rows, dtype=np.float32).reshape(-1, 5)
+    return image, np.asarray(rows, dtype=np.float32).reshape(-1, 5), np.asarray(colours, dtype=np.int64)
 
 
 class ShapesDataset(Dataset):

@@ -11,6 +11,9 @@ May import ``models``, ``data`` and ``losses``; never a command, a checkpoint or
   (difficult objects and its pixel rule as options);
 * ``coco_ap``: COCO's AP@[.5:.95], AP50, AP75 and AP by area, as pycocotools computes them;
 * ``size_ap``: average precision by object size, in the book's own size buckets;
+* ``hierarchy``: naming a box with a WordTree, as YOLO9000 does: ``hierarchy_predictions``
+  (absolute probabilities), ``hierarchy_top_prediction`` (Darknet's descent, and the paper's
+  rule as an option) and ``decode_yolo9000``;
 * ``inference``: ``detect``, one call from a picture to its boxes in the picture's pixels, as
   ``./darknet detector test`` goes (the detect command and the chapters use it).
 """
@@ -24,6 +27,7 @@ from .decode import (
     decode_yolov2,
     decode_yolov3,
 )
+from .hierarchy import decode_yolo9000, hierarchy_predictions, hierarchy_top_prediction
 from .inference import Found, decode_model_output, detect
 from .metrics import GroundTruth, mean_average_precision
 from .nms import ImageDetections, box_iou, darknet_scores, nms, nms_reference, postprocess
@@ -46,7 +50,10 @@ __all__ = [
     "decode_yolov2",
     "decode_yolov3",
     "decode_model_output",
+    "decode_yolo9000",
     "detect",
+    "hierarchy_predictions",
+    "hierarchy_top_prediction",
     "mean_average_precision",
     "nms",
     "nms_reference",

@@ -13,7 +13,11 @@ Building blocks first, then the backbones built of them, then the detectors buil
   deploy, ``tiny`` (``yolov2_tiny_voc``, ``yolov2_tiny``, ``yolov3_tiny``);
 * ``folding``: ``fold_batchnorm``, every BatchNorm folded into its convolution for inference;
 * ``counting``: parameters, weighted layers, BatchNorm statistics, multiply-adds, and the
-  ``torchinfo`` summary the chapters print.
+  ``torchinfo`` summary the chapters print;
+* ``wordtree``: YOLO9000's class hierarchy, ``WordTree`` (``read_tree`` of a Darknet ``.tree``
+  file, ``TreeError`` for a bad one), and its grouped softmax ``tree_softmax`` /
+  ``tree_log_softmax``; ``region_tree_activations`` is a ``[region]`` head's output with a tree,
+  the GPU build's or, as an option, the released CPU build's mis-indexed one.
 """
 
 from .blocks import ConvBlock, DarknetMaxPool, ResidualBlock, check_image_batch, darknet_reorg, space_to_depth
@@ -31,6 +35,15 @@ from .resnet import RESNET50_STAGES, Bottleneck, ResNet, load_torchvision_state_
 from .small_yolov2 import SmallYOLOv2, small_yolov2
 from .small_yolov3 import SmallYOLOv3, small_yolov3
 from .tiny import YOLOv2Tiny, YOLOv3Tiny, yolov2_tiny, yolov2_tiny_voc, yolov3_tiny
+from .wordtree import (
+    TREE_ERROR_REASONS,
+    TreeError,
+    WordTree,
+    read_tree,
+    region_tree_activations,
+    tree_log_softmax,
+    tree_softmax,
+)
 from .yolov1 import YOLOV1_STAGES, YOLOv1, YOLOv1ResNet50, yolov1, yolov1_output_length, yolov1_resnet50
 from .yolov2 import COCO_ANCHORS_V2, VOC_ANCHORS, YOLOv2, yolov2
 from .yolov3 import ANCHOR_MASKS, COCO_ANCHORS, STRIDES, YOLOv3, conv_set, detector, yolov3
@@ -43,6 +56,7 @@ __all__ = [
     "DARKNET53_STAGES",
     "RESNET50_STAGES",
     "STRIDES",
+    "TREE_ERROR_REASONS",
     "VOC_ANCHORS",
     "YOLOV1_STAGES",
     "Bottleneck",
@@ -54,6 +68,8 @@ __all__ = [
     "ResidualBlock",
     "SmallYOLOv2",
     "SmallYOLOv3",
+    "TreeError",
+    "WordTree",
     "YOLOv1",
     "YOLOv1ResNet50",
     "YOLOv2",
@@ -73,10 +89,14 @@ __all__ = [
     "fold_batchnorm",
     "load_torchvision_state_dict",
     "model_summary",
+    "read_tree",
+    "region_tree_activations",
     "resnet50",
     "small_yolov2",
     "small_yolov3",
     "space_to_depth",
+    "tree_log_softmax",
+    "tree_softmax",
     "yolov1",
     "yolov1_output_length",
     "yolov1_resnet50",

@@ -22,7 +22,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .datasets import label_file, label_problems, list_pictures
+import numpy as np
+
+from .datasets import LabelledSet, label_file, label_problems, list_pictures
 
 
 @dataclass
@@ -74,35 +76,62 @@ def _decodes(path: Path) -> str:
         return str(error) or type(error).__name__
 
 
+def check_picture(picture: Path, num_classes: int) -> tuple[Path | None, np.ndarray, list[str]]:
+    """One picture as ``check_dataset`` checks it: (its label file, None when it has none; its usable
+    (K, 5) rows; every problem, each naming its file and line). A picture with a problem is one
+    that ``--skip-bad`` leaves out."""
+    if not picture.is_file():
+        return None, np.zeros((0, 5)), [f"{picture}: no such picture"]
+    problems = []
+    why = _decodes(picture)
+    if why:
+        problems.append(f"{picture}: cannot be decoded as a picture ({why})")
+    try:
+        label = label_file(picture)
+    except ValueError as error:
+        return None, np.zeros((0, 5)), [*problems, str(error)]
+    if not label.is_file():
+        return None, np.zeros((0, 5)), problems
+    rows, label_errors = label_problems(label, num_classes)
+    return label, rows, problems + label_errors
+
+
 def check_dataset(source: str | os.PathLike, names: list[str] | None = None, split: str = "valid") -> DatasetReport:
     """Every problem of a labelled set, as ``DatasetReport`` (see the module docstring)."""
+    report, _ = _check(source, names, split)
+    return report
+
+
+def usable_pictures(source: str | os.PathLike, names: list[str] | None = None,
+                    split: str = "train") -> tuple[LabelledSet, DatasetReport]:
+    """The pictures of a set that have no problem, with their rows, and the whole set's report:
+    what ``python -m yolo_lessons.train --data ... --skip-bad`` trains on. A source that cannot be
+    listed at all gives an empty set (the report says why)."""
+    report, good = _check(source, names, split)
+    return LabelledSet([p for p, _ in good], [rows for _, rows in good], report.names), report
+
+
+def _check(source, names, split) -> tuple[DatasetReport, list[tuple[Path, np.ndarray]]]:
     try:
         pictures, names = list_pictures(source, names, split)
     except ValueError as error:
-        return DatasetReport(str(source), list(names or []), errors=[str(error)], unreadable=True)
+        return DatasetReport(str(source), list(names or []), errors=[str(error)], unreadable=True), []
     report = DatasetReport(str(source), names, pictures=len(pictures))
-    labels_seen = set()
+    labels_seen, good = set(), []
     for picture in pictures:
-        if not picture.is_file():
-            report.errors.append(f"{picture}: no such picture (listed in {source})")
-            continue
-        why = _decodes(picture)
-        if why:
-            report.errors.append(f"{picture}: cannot be decoded as a picture ({why})")
-        try:
-            label = label_file(picture)
-        except ValueError as error:
-            report.errors.append(str(error))
-            continue
-        labels_seen.add(label.resolve())
-        if not label.is_file():
-            report.without_labels.append(picture)
-            continue
-        rows, problems = label_problems(label, len(names))
+        label, rows, problems = check_picture(picture, len(names))
+        if problems and not picture.is_file():
+            problems = [f"{picture}: no such picture (listed in {source})"]
         report.errors += problems
-        report.objects.update(int(c) for c in rows[:, 0])
+        if label is not None:
+            labels_seen.add(label.resolve())
+            report.objects.update(int(c) for c in rows[:, 0])
+        elif not problems:
+            report.without_labels.append(picture)
+        if not problems:
+            good.append((picture, rows))
     if Path(source).is_dir():
         for label in sorted(Path(source).rglob("*.txt")):
             if "labels" in label.parts and label.resolve() not in labels_seen:
                 report.labels_without_pictures.append(label)
-    return report
+    return report, good

@@ -85,6 +85,9 @@ def synthetic_set(args: argparse.Namespace, size: int):
     config = TrainConfig()
     if args.weights is not None and not str(args.weights).endswith(".weights"):
         saved = load_checkpoint(args.weights)["config"]
+        if saved.get("data") is not None:
+            raise InputError(f"{args.weights} was trained on {saved['data']}, not the shapes: score it with "
+                             f"--data {saved['data']}")  # fmt: skip
         config = TrainConfig(**{k: v for k, v in saved.items() if k in ("image_size", "min_side", "max_side",
                                                                         "eval_seed", "eval_images")})
     if args.images is not None:

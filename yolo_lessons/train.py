@@ -26,8 +26,19 @@ keeps the last good checkpoint and exits 1.
 ``--model small_yolov3`` trains the scaled-down YOLOv3 (``small_yolov3``) the same way, with
 what YOLOv3 needs instead: nine k-means anchors in **input pixels**, split across its three
 heads by area (the smallest three to the stride-8 grid), the Darknet-exact ``yolo_loss`` (no
-prior warm-up: a ``[yolo]`` layer has none) and ``decode_yolov3``. ``--min-side`` and
+prior-matching phase: a ``[yolo]`` layer has none) and ``decode_yolov3``. ``--min-side`` and
 ``--max-side`` set the range of object sizes ``data.shapes.make_image`` draws (fractions of the image).
+
+``--data my.data`` trains on your own labelled pictures instead (chapter 11): a Darknet ``.data``
+file, a list file or a folder (``data.datasets``). Every picture is checked first, as ``python -m
+yolo_lessons.data check`` does, and a set with problems is refused in one line unless
+``--skip-bad``; the held-out mAP is measured on its ``valid =`` list (or a seeded
+``--valid-fraction``); the pictures are augmented as Darknet's ``load_data_detection`` does
+(``--jitter``, ``--hue``, ``--saturation``, ``--exposure``, the flip; ``--no-augment``), and
+``--multiscale LOW HIGH`` changes the input size every 10 steps as ``random=1`` does. The
+anchors are k-means of the set's boxes. ``--finetune FILE`` starts from a checkpoint or the
+book's ``.weights`` with every layer but the detector copied (``--upto N``: Darknet's cutoff),
+the detector new for the set's classes.
 
 Why the loss is divided by the batch: Darknet sums the loss over the batch and divides the
 *learning rate* by the batch instead (``update_convolutional_layer``: ``learning_rate/batch``).
@@ -58,6 +69,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import io
 import math
 import os
 import signal
@@ -73,7 +86,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .darknet.book_weights import small_yolov2_layers
+from .darknet.weights import load_darknet_weights, read_darknet_header
 from .data.anchors import kmeans_anchors, mean_best_iou, to_grid_cells
+from .data.augment import Augmentation
+from .data.check import usable_pictures
+from .data.datasets import read_data_file, read_names
+from .data.loader import LabelledImages
+from .data.multiscale import DARKNET_EVERY, DARKNET_FINAL, multiscale_size
 from .data.shapes import MAX_SIDE, MIN_SIDE, SHAPE_CLASSES, check_image_size, collate, make_image
 from .detect import CommandParser
 from .detection.decode import box_corners
@@ -102,7 +122,13 @@ REPEAT_SIGINT_SECONDS = 2.0
 RECIPE = (
     "steps", "batch_size", "image_size", "width", "lr", "weight_decay", "seed", "train_images",
     "num_anchors", "passthrough", "prior_images", "model", "min_side", "max_side", "warmup",
+    "data", "names", "skip_bad", "valid_fraction", "augment", "jitter", "hue", "saturation", "exposure", "flip",
+    "multiscale", "finetune", "upto",
 )
+# Darknet's yolov2-voc.cfg trains for max_batches = 80,200 and holds the largest size for the last 200:
+# a run of ``steps`` keeps the same share (at least one period of 10 steps).
+DARKNET_MAX_BATCHES = 80200
+VALID_BATCH = 32  # held-out pictures decoded and scored at a time (--data)
 # The models --model trains, with their default number of k-means anchors: small_yolov2's are in
 # cells of its stride-16 grid ([region]), small_yolov3's in input pixels, three per head ([yolo]).
 MODEL_ANCHORS = {"small_yolov2": 5, "small_yolov3": 9}
@@ -162,6 +188,29 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     verbose: bool = True
+    # A labelled set on disk instead of the shapes (chapter 11): Darknet's .data file, a list file or a folder.
+    data: str | None = None
+    names: str | None = None  # a .names file, for a list file or a folder without one
+    skip_bad: bool = False  # train on the pictures without problems instead of refusing the set
+    valid_fraction: float = 0.1  # held out (seeded) when the set has no valid = list
+    augment: bool | None = None  # Darknet's load_data_detection; None: on with --data, off for the shapes
+    jitter: float = 0.3  # the cfg's options, as yolov2-voc.cfg and yolov3.cfg set them
+    hue: float = 0.1
+    saturation: float = 1.5
+    exposure: float = 1.5
+    flip: bool = True
+    multiscale: tuple[int, int] | None = None  # (low, high) px: Darknet's random=1, a new size every 10 steps
+    finetune: str | None = None  # a training checkpoint or a small_yolov2 .weights file to start from
+    upto: int | None = None  # Darknet's cutoff: load the cfg layers before this one (default: all but the head)
+
+    @property
+    def augmenting(self) -> bool:
+        return self.data is not None if self.augment is None else self.augment
+
+    def augmentation(self) -> Augmentation | None:
+        if not self.augmenting:
+            return None
+        return Augmentation(self.jitter, self.hue, self.saturation, self.exposure, self.flip)
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first option that cannot work."""
@@ -205,6 +254,45 @@ class TrainConfig:
             raise ValueError(f"expected device 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("expected a CUDA GPU for device 'cuda', but torch sees none (use --device cpu)")
+        self._check_data_options()
+
+    def _check_data_options(self) -> None:
+        if self.data is None:
+            given = [f"--{name.replace('_', '-')}" for name, value in
+                     (("names", self.names), ("skip_bad", self.skip_bad), ("multiscale", self.multiscale))
+                     if value]  # fmt: skip
+            if self.augment:
+                given.append("augmentation")
+            if given:
+                raise ValueError(f"{' and '.join(given)} work on a labelled set: expected --data too, got none")
+        else:
+            if not os.path.exists(self.data):
+                raise ValueError(f"expected --data to be a .data file, a list file or a folder, got {self.data} "
+                                 "(no such file)")  # fmt: skip
+            if self.names is not None and not os.path.isfile(self.names):
+                raise ValueError(f"expected --names to be a .names file, got {self.names} (no such file)")
+            if not 0 < self.valid_fraction < 1:
+                raise ValueError(f"expected a valid_fraction between 0 and 1, got {self.valid_fraction!r}")
+        if self.augmenting:
+            self.augmentation()  # Augmentation checks its own ranges
+        if self.multiscale is not None:
+            low, high = self.multiscale
+            for value in (low, high):
+                check_image_size(value)
+            if low > high:
+                raise ValueError(f"expected --multiscale LOW HIGH with LOW <= HIGH, got {low} {high}")
+        if self.finetune is not None:
+            if not os.path.isfile(self.finetune):
+                raise ValueError(f"expected --finetune to be a checkpoint (.pt) or a .weights file, got "
+                                 f"{self.finetune} (no such file)")  # fmt: skip
+            if self.finetune.endswith(".weights") and self.model != "small_yolov2":
+                raise ValueError(f"a .weights file gives its layers in small_yolov2's cfg order; for {self.model} "
+                                 "fine-tune from a training checkpoint (.pt)")  # fmt: skip
+        if self.upto is not None:
+            if isinstance(self.upto, bool) or not isinstance(self.upto, int) or self.upto < 1:
+                raise ValueError(f"expected --upto to be a positive number of cfg layers, got {self.upto!r}")
+            if self.finetune is None or self.model != "small_yolov2":
+                raise ValueError("--upto counts small_yolov2's cfg layers of a --finetune file: expected both")
 
 
 @dataclass
@@ -293,6 +381,121 @@ class ImageCache:
         return collate([self[i] for i in indices])
 
 
+class ShapesSource:
+    """The training pictures of a run on the book's synthetic shapes (``data.shapes.make_image``)."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.cache = ImageCache(config.seed, config.image_size, keep=config.train_images > 0,
+                                sides=(config.min_side, config.max_side))
+        self.classes = list(SHAPE_CLASSES)
+        self.fingerprint = None  # the shapes are a function of the recipe: nothing else to compare on resume
+        self.anchor_images = min(ANCHOR_IMAGES, config.train_images or ANCHOR_IMAGES)
+
+    def step_batch(self, step: int, rank: int, world_size: int) -> tuple[Tensor, Tensor, Tensor]:
+        c = self.config
+        return self.cache.batch(image_indices(step, rank, world_size, c.batch_size, c.seed, c.train_images))
+
+    def box_sides(self) -> np.ndarray:
+        """(B, 2) width and height of the boxes k-means reads, fractions of the image."""
+        return np.concatenate([self.cache[i][1][:, 3:5].numpy() for i in range(self.anchor_images)])
+
+    def held_out(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        yield held_out_set(self.config)
+
+
+class LabelledSource:
+    """The training pictures of a run on a labelled set (``--data``), checked before the first step.
+
+    Every picture of the training and held-out lists is checked as ``python -m yolo_lessons.data
+    check`` does; a set with problems is refused (one line naming the first and the command that
+    lists them all) unless ``skip_bad``, which leaves the pictures with problems out. A folder or a
+    list file, or a ``.data`` file without ``valid =``, gives ``valid_fraction`` of its pictures
+    (a seeded draw) to the held-out set. The pictures are read when a batch needs them:
+    augmented (``data.augment``, Darknet's ``load_data_detection``) for training, letterboxed
+    for the held-out mAP. The batch of a step is a pure function of (seed, step, rank): the
+    pictures ``image_indices`` picks over the training set in seeded epochs, each augmented
+    with the draws of its global sample position, at the step's ``multiscale`` size.
+    """
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        names = read_names(config.names) if config.names is not None else None
+        train_set, report = usable_pictures(config.data, names, "train")
+        self.report = report
+        self.skipped = report.pictures - len(train_set)  # pictures left out by --skip-bad
+        self._refuse(report, "training")
+        names = report.names
+        has_valid = config.data.endswith(".data") and "valid" in read_data_file(config.data)
+        if has_valid:
+            valid_set, valid_report = usable_pictures(config.data, names, "valid")
+            self._refuse(valid_report, "held-out")
+            self.skipped += valid_report.pictures - len(valid_set)
+            train = list(zip(train_set.images, train_set.labels, strict=True))
+            valid = list(zip(valid_set.images, valid_set.labels, strict=True))
+        else:
+            pairs = list(zip(train_set.images, train_set.labels, strict=True))
+            order = np.random.default_rng([config.seed, VALID_SPLIT_STREAM]).permutation(len(pairs))
+            cut = max(1, round(config.valid_fraction * len(pairs)))
+            valid = [pairs[i] for i in sorted(order[:cut])]
+            train = [pairs[i] for i in sorted(order[cut:])]
+        if not train:
+            raise ValueError(f"expected pictures to train on in {config.data}, found none left after the held-out "
+                             "ones")  # fmt: skip
+        self.classes = list(names)
+        self.train = LabelledImages([p for p, _ in train], [r for _, r in train], config.augmentation(),
+                                    config.seed, names)
+        self.valid = LabelledImages([p for p, _ in valid], [r for _, r in valid], None, config.seed, names)
+        self.fingerprint = _fingerprint(self.train) + "/" + _fingerprint(self.valid)
+
+    def _refuse(self, report, which: str) -> None:
+        if report.unreadable or (report.errors and not self.config.skip_bad):
+            more = "" if report.unreadable else (
+                f"; `python -m yolo_lessons.data check {self.config.data}` lists them all, --skip-bad trains on "
+                "the rest"
+            )
+            count = "" if report.unreadable else f"{len(report.errors)} problem(s) in the {which} pictures, first: "
+            raise ValueError(f"{count}{report.errors[0]}{more}")
+
+    def size(self, step: int) -> int:
+        c = self.config
+        if c.multiscale is None:
+            return c.image_size
+        final = max(DARKNET_EVERY, round(c.steps * DARKNET_FINAL / DARKNET_MAX_BATCHES))
+        return multiscale_size(step, c.steps, c.seed, *c.multiscale, every=DARKNET_EVERY, final=final)
+
+    def step_batch(self, step: int, rank: int, world_size: int) -> tuple[Tensor, Tensor, Tensor]:
+        c = self.config
+        start = (step * world_size + rank) * c.batch_size  # the global sample positions: the draws
+        indices = image_indices(step, rank, world_size, c.batch_size, c.seed, len(self.train))
+        return self.train.batch(indices, self.size(step), range(start, start + c.batch_size))
+
+    def box_sides(self) -> np.ndarray:
+        return self.train.box_sides()
+
+    def held_out(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        count = min(self.config.eval_images, len(self.valid))
+        for start in range(0, count, VALID_BATCH):
+            yield self.valid.batch(range(start, min(start + VALID_BATCH, count)), self.config.image_size)
+
+
+VALID_SPLIT_STREAM = 0x76616C69  # a word of its own in the seed of the held-out split
+
+
+def _fingerprint(pictures: LabelledImages) -> str:
+    """A short digest of the pictures' paths and label rows: a resumed run must train on the same set."""
+    digest = hashlib.sha1()
+    for path in pictures.paths:
+        digest.update(path.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(np.ascontiguousarray(pictures.rows, dtype=np.float64).tobytes())
+    return f"{len(pictures)}:{digest.hexdigest()[:16]}"
+
+
+def training_source(config: TrainConfig) -> ShapesSource | LabelledSource:
+    """Where the run's pictures come from: the shapes, or the labelled set of ``--data``."""
+    return ShapesSource(config) if config.data is None else LabelledSource(config)
+
+
 class StepBatches(torch.utils.data.Dataset):
     """Item ``k``: the batch that rank ``rank`` trains on at step ``first + k`` (``image_indices``).
 
@@ -301,17 +504,14 @@ class StepBatches(torch.utils.data.Dataset):
     of the step, whoever draws it.
     """
 
-    def __init__(self, cache: ImageCache, first: int, steps: int, rank: int, world_size: int, config: TrainConfig):
-        self.cache, self.first, self.steps, self.rank, self.world_size = cache, first, steps, rank, world_size
-        self.batch_size, self.seed, self.train_images = config.batch_size, config.seed, config.train_images
+    def __init__(self, source: ShapesSource | LabelledSource, first: int, steps: int, rank: int, world_size: int):
+        self.source, self.first, self.steps, self.rank, self.world_size = source, first, steps, rank, world_size
 
     def __len__(self) -> int:
         return self.steps - self.first
 
     def __getitem__(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
-        step = self.first + k
-        return self.cache.batch(image_indices(step, self.rank, self.world_size, self.batch_size, self.seed,
-                                              self.train_images))
+        return self.source.step_batch(self.first + k, self.rank, self.world_size)
 
 
 def step_batches(dataset: StepBatches, workers: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
@@ -363,6 +563,71 @@ def build_model(
     return small_yolov2(num_classes, anchors, width, passthrough)
 
 
+def output_convs(model: SmallYOLOv2 | SmallYOLOv3) -> list[nn.Conv2d]:
+    """The 1x1 convolutions that give ``A * (5 + C)`` channels: the head a new set of classes replaces."""
+    if isinstance(model, SmallYOLOv3):
+        return [model.detect32[-1], model.detect16[-1], model.detect8[-1]]
+    return [model.detect]
+
+
+def finetune_from(model: SmallYOLOv2 | SmallYOLOv3, path: str, upto: int | None = None) -> str:
+    """Copy a trained model's layers into ``model``, all but its output convolutions, and say what was copied.
+
+    ``path`` is a training checkpoint of the same kind and width, or (``small_yolov2``) a Darknet
+    ``.weights`` file in its cfg order (``darknet.book_weights``), such as the book's own. ``upto``
+    is Darknet's cutoff (``load_weights_upto``, ``./darknet partial``): only the cfg layers before
+    it; by default every layer but the detector, which is left as initialised for the new classes
+    (``filters = A * (5 + C)``). The copied tensors are the source's exactly.
+    """
+    heads = {id(p) for conv in output_convs(model) for p in conv.parameters()}
+    if isinstance(model, SmallYOLOv2):
+        detector = small_yolov2_layers(model)[-1].index  # the detector is the last cfg layer with weights
+        if upto is not None and upto > detector:
+            raise ValueError(f"--upto {upto} would copy the detector (cfg layer {detector}), which the new classes "
+                             f"replace: expected at most {detector}")  # fmt: skip
+    if path.endswith(".weights"):
+        layers = small_yolov2_layers(model)
+        cut = upto if upto is not None else detector
+        # Darknet's load_weights_upto reads the layers before the cutoff and leaves the rest of the file
+        # unread; load_darknet_weights wants exactly the floats it loads, so it gets that first part.
+        try:
+            header = read_darknet_header(path)
+            wanted = sum(layer.float_count() for layer in layers if layer.index < cut)
+            with open(path, "rb") as file:
+                head = file.read(header.size + 4 * wanted)
+            load_darknet_weights(model, io.BytesIO(head), layers=layers, upto=cut)
+        except ValueError as error:
+            raise ValueError(f"--finetune {path}: {error}") from None
+        return f"fine-tuning from {path}: cfg layers 0 to {cut - 1} copied, the detector new"
+    saved = load_checkpoint(path)
+    config = saved["config"]
+    kind = config.get("model", "small_yolov2")
+    if kind != type(model).__name__.replace("SmallYOLOv", "small_yolov") or config["width"] != model.width:
+        raise ValueError(f"--finetune needs a run of the same model and width: {path} is {kind} width "
+                         f"{config['width']}, this run trains {type(model).__name__} width {model.width}")  # fmt: skip
+    trained = build_model(kind, len(saved["classes"]), saved["anchors"], config["width"], config.get("passthrough"))
+    trained.load_state_dict(saved["model"])
+    if isinstance(model, SmallYOLOv2):
+        if trained.passthrough_fold != model.passthrough_fold:
+            raise ValueError(f"--finetune needs the same passthrough: {path} has {trained.passthrough_fold}, "
+                             f"this run {model.passthrough_fold}")  # fmt: skip
+        pairs = list(zip(small_yolov2_layers(trained), small_yolov2_layers(model), strict=True))
+        cut = upto if upto is not None else pairs[-1][1].index
+        with torch.no_grad():
+            for source, target in pairs:
+                if target.index < cut:
+                    for a, b in zip(source.tensors(), target.tensors(), strict=True):
+                        b.copy_(a)
+        return f"fine-tuning from {path}: cfg layers 0 to {cut - 1} copied, the detector new"
+    target_state = model.state_dict()
+    head_names = {name for name, p in model.named_parameters() if id(p) in heads}
+    with torch.no_grad():
+        for name, tensor in trained.state_dict().items():
+            if name not in head_names:
+                target_state[name].copy_(tensor)
+    return f"fine-tuning from {path}: every layer copied but the three detectors' output convolutions"
+
+
 def model_loss(model: nn.Module, output, boxes: Tensor, counts: Tensor, num_classes: int, image_size: int,
                seen: int, prior_images: int):
     """The Darknet-exact loss of the model's kind: ``yolo_loss`` for three heads, ``region_loss`` for one."""
@@ -387,18 +652,27 @@ def evaluate(
     above 0.005, per-class NMS at IoU 0.45, then AP per class over all images. The model is
     put in eval mode (BatchNorm's running statistics) and back in its former mode after.
     """
+    chunks = ((images[i : i + batch_size], boxes[i : i + batch_size], counts[i : i + batch_size])
+              for i in range(0, len(images), batch_size))  # fmt: skip
+    return evaluate_batches(model, chunks)
+
+
+@torch.no_grad()
+def evaluate_batches(model: nn.Module, batches) -> tuple[float, float]:
+    """``evaluate`` on held-out batches (images, boxes, counts) given one at a time: a labelled set's
+    pictures are decoded batch by batch, never all held at once."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    detections = []
+    detections, ground_truths = [], []
     try:
-        for start in range(0, len(images), batch_size):
-            output = model(images[start : start + batch_size].to(device))
+        for images, boxes, counts in batches:
+            output = model(images.to(device))
             detections += postprocess(decode_model_output(model, output, images.shape[-1]), thresh=VALID_THRESHOLD)
+            truths = [boxes[i, : counts[i]] for i in range(len(images))]  # (M_i, 5) class, cx, cy, w, h fractions
+            ground_truths += [GroundTruth(box_corners(t[:, 1:5]), t[:, 0].long()) for t in truths]  # corners
     finally:
         model.train(was_training)
-    truths = [boxes[i, : counts[i]] for i in range(len(images))]  # (M_i, 5) class, cx, cy, w, h fractions
-    ground_truths = [GroundTruth(box_corners(t[:, 1:5]), t[:, 0].long()) for t in truths]  # corners, fractions
     result = mean_average_precision(detections, ground_truths)
     return result.map, result.map_11_points
 
@@ -689,23 +963,29 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
     rank, world_size, talk = processes.rank, processes.world_size, processes.main and config.verbose
     device = torch.device(f"cuda:{processes.local_rank}" if config.device == "cuda" else "cpu")
     grid_size = config.image_size // STRIDE  # 6 cells at 96 px
-    cache = ImageCache(config.seed, config.image_size, keep=config.train_images > 0,
-                       sides=(config.min_side, config.max_side))
+    source = training_source(config)
     v3 = config.model == "small_yolov3"
     anchor_unit = config.image_size if v3 else grid_size  # x fractions: input pixels ([yolo]) or grid cells
-    num_classes = len(SHAPE_CLASSES)
+    num_classes = len(source.classes)
 
-    anchor_images = min(ANCHOR_IMAGES, config.train_images or ANCHOR_IMAGES)
-    shapes = box_shapes(cache, anchor_images, anchor_unit)  # (B, 2) grid cells, or pixels for small_yolov3
+    shapes = to_grid_cells(source.box_sides(), anchor_unit)  # (B, 2) grid cells, or pixels for small_yolov3
+    if len(shapes) < 1:
+        raise ValueError(f"expected labelled boxes to compute anchors from, found none in {config.data}")
     num_anchors = config.num_anchors or MODEL_ANCHORS[config.model]
     anchors = _anchor_list(shapes, num_anchors, config.seed) if resumed is None else resumed["anchors"]
     torch.manual_seed(config.seed)  # the initial weights
     model = build_model(config.model, num_classes, anchors, config.width, config.passthrough)
+    started_from = None
+    if config.finetune is not None and resumed is None:
+        started_from = finetune_from(model, config.finetune, config.upto)
     model = model.to(device, memory_format=LAYOUT)  # see LAYOUT
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory(anchors=anchors, model=model)
     step = 0
     if resumed is not None:
+        if resumed.get("data_fingerprint") != source.fingerprint:
+            raise ValueError(f"--resume continues the saved run exactly, but the pictures or labels of {config.data} "
+                             "changed since it was saved")  # fmt: skip
         if resumed["world_size"] != world_size:  # the images of a step depend on it (image_indices)
             raise ValueError(
                 f"--resume needs as many processes as the saved run: it had {resumed['world_size']}, got {world_size}"
@@ -720,7 +1000,8 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
         device_ids = None if device.index is None else [device.index]
         network = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-    held_out = held_out_set(config) if processes.main and config.eval_every > 0 else None
+    evaluating = processes.main and config.eval_every > 0
+    held_out = list(source.held_out()) if evaluating and config.data is None else None  # the shapes: kept
     writes = config.out is not None and processes.main
     checkpoint_path = os.path.join(config.out, CHECKPOINT_NAME) if config.out is not None else None
     results = ResultsLog(os.path.join(config.out, RESULTS_NAME), model_part_names(config.model), step,
@@ -733,14 +1014,24 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
             f"{world_size} process(es) x {config.batch_size} images per step, {torch.get_num_threads()} thread(s)"
         )
         fit = mean_best_iou(anchors, shapes)
+        boxes_of = (f"{len(source.train)} training pictures" if config.data is not None
+                    else f"{source.anchor_images} training images")  # fmt: skip
         print(
             f"k-means anchors (w x h, {'input pixels' if v3 else 'grid cells'}): "
             + ", ".join(f"{w:.2f}x{h:.2f}" for w, h in anchors)
-            + f"; mean best IoU {fit:.3f} over the boxes of {anchor_images} training images"
+            + f"; mean best IoU {fit:.3f} over the boxes of {boxes_of}"
         )
+        if config.data is not None:
+            print(f"{config.data}: {len(source.train)} training and {len(source.valid)} held-out pictures, "
+                  f"{num_classes} classes"
+                  + (f"; {source.skipped} picture(s) with problems skipped (--skip-bad)" if source.skipped else "")
+                  + ("; augmented as Darknet does" if config.augmenting else "; not augmented")
+                  + (f"; sizes {config.multiscale[0]} to {config.multiscale[1]} px" if config.multiscale else ""))
+        if started_from is not None:
+            print(started_from)
         if resumed is not None:
-            source = checkpoint_path if config.resume == "auto" else config.resume
-            print(f"resumed from step {step} of {config.steps} ({source})")
+            saved_at = checkpoint_path if config.resume == "auto" else config.resume
+            print(f"resumed from step {step} of {config.steps} ({saved_at})")
 
     def save(path: str | None = checkpoint_path) -> None:
         if path is None or not processes.main:
@@ -755,16 +1046,17 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
             "rng": {"torch": torch.get_rng_state()},
             "config": asdict(config),
             "anchors": anchors,
-            "classes": list(SHAPE_CLASSES),
+            "classes": list(source.classes),
+            "data_fingerprint": source.fingerprint,
             "history": _history_lists(history),
         })
         if path == checkpoint_path:
             history.checkpoint = checkpoint_path
 
     def run_eval() -> None:
-        if held_out is None:
+        if not evaluating:
             return
-        map_all, map_11 = evaluate(model, *held_out)
+        map_all, map_11 = evaluate_batches(model, held_out if held_out is not None else source.held_out())
         best = map_all > max(history.eval_map, default=-1.0)
         history.eval_steps.append(step)
         history.eval_map.append(map_all)
@@ -779,7 +1071,7 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
                       f"{history.train_seconds:.1f} s of training")
 
     bar = _progress_bar(config, step) if processes.main and config.progress else None
-    batches = step_batches(StepBatches(cache, step, config.steps, rank, world_size, config), config.workers)
+    batches = step_batches(StepBatches(source, step, config.steps, rank, world_size), config.workers)
     model.train()
     with _StopOnSigint() as stop:
         while step < config.steps:
@@ -789,7 +1081,7 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
                 group["lr"] = learning_rate(step, config.steps, config.lr, config.warmup)
             output = network(images.to(device, memory_format=LAYOUT))  # (N, A*(5+C), H/16, W/16) or 3 heads
             result = model_loss(
-                model, output, boxes.to(device), counts.to(device), num_classes, config.image_size,
+                model, output, boxes.to(device), counts.to(device), num_classes, images.shape[-1],
                 seen=(step + 1) * world_size * config.batch_size,  # train_network_datum adds the batch first
                 prior_images=config.prior_images,
             )
@@ -932,7 +1224,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"small_yolov2: how the passthrough folds its 2x2 blocks, or none (default {defaults.passthrough})")
     add("--prior-images", type=int, help="small_yolov2: the loss pulls every box toward its anchor until this "
         "many images "
-        f"were seen, Darknet's warm-up (default {defaults.prior_images}, as Darknet)")
+        f"were seen, Darknet's prior-matching phase (default {defaults.prior_images}, as Darknet)")
     add("--threads", type=int, help="torch.set_num_threads for each process; same seed and threads give "
         "bit-identical losses (default: torch's choice)")
     add("--workers", type=int, help="processes that draw the next batches while the model trains; 0: draw them "
@@ -952,6 +1244,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume from (exit status 0); the schedule still ends at --steps")
     add("--device", choices=["cpu", "cuda"], help=f"cuda: on GPUs, NCCL under torchrun (default {defaults.device})")
     add("--no-progress", dest="progress", action="store_false", help="no progress bar (the report is still printed)")
+    own = parser.add_argument_group(
+        "your own labelled pictures (chapter 11)",
+        "Train on a labelled set in Darknet's format instead of the shapes: its pictures are checked first "
+        "(python -m yolo_lessons.data check), augmented as Darknet's load_data_detection does, and scored on "
+        "its valid = list (or a seeded --valid-fraction of it).",
+    )
+    add = own.add_argument
+    add("--data", help="a .data file (classes, train, valid, names), a list file of pictures or a folder")
+    add("--names", help="a .names file, one class a line (for a list file, or a folder without one)")
+    add("--skip-bad", action="store_true", help="train on the pictures without problems instead of refusing the set")
+    add("--valid-fraction", type=float, help="pictures held out when the set has no valid = list (default "
+        f"{defaults.valid_fraction})")
+    add("--no-augment", dest="augment", action="store_false", help="no augmentation (default: on with --data)")
+    add("--jitter", type=float, help="aspect change and placement, a fraction of each side "
+        f"(default {defaults.jitter})")
+    add("--hue", type=float, help=f"largest hue shift, a fraction of the turn (default {defaults.hue})")
+    add("--saturation", type=float, help=f"largest saturation factor or its inverse (default {defaults.saturation})")
+    add("--exposure", type=float, help=f"largest brightness factor or its inverse (default {defaults.exposure})")
+    add("--no-flip", dest="flip", action="store_false", help="no random horizontal flip (default: half the pictures)")
+    add("--multiscale", type=int, nargs=2, metavar=("LOW", "HIGH"), help="Darknet's random=1: every 10 steps a "
+        "new input size, a multiple of 32 from LOW to HIGH, the largest for the last steps (e.g. 64 128)")
+    add("--finetune", metavar="FILE", help="start from a training checkpoint (.pt) or a small_yolov2 .weights file "
+        "(the book's own: yolo_lessons/weights/small_yolov2_shapes.weights), every layer but the detector")
+    add("--upto", type=int, metavar="N", help="with --finetune FILE.weights or .pt of small_yolov2: copy only cfg "
+        "layers 0 to N-1 (Darknet's cutoff)")
     return parser
 
 
@@ -960,6 +1277,8 @@ def parse_args(argv: Sequence[str] | None = None) -> dict:
     options = vars(build_parser().parse_args(argv))
     if options.get("passthrough") == "none":
         options["passthrough"] = None
+    if options.get("multiscale") is not None:
+        options["multiscale"] = tuple(options["multiscale"])
     known = {f.name for f in fields(TrainConfig)}
     return {name: value for name, value in options.items() if name in known}
 

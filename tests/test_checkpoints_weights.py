@@ -25,7 +25,15 @@ def header_numpy(raw):
 
 
 def header_struct(raw):
-    """Another correct answer: the struct module, legacy test written as Darknet's transpose flag."""
+    """Another correct answer: the struct module, the test written with max()."""
+    major, minor, revision = struct.unpack_from("<3i", raw)
+    if major * 10 + minor >= 2 and max(major, minor) < 1000:
+        return major, minor, revision, struct.unpack_from("<Q", raw, 12)[0], 20
+    return major, minor, revision, struct.unpack_from("<i", raw, 12)[0], 16
+
+
+def header_transpose_flag(raw):
+    """Wrong at exactly 1000: the legacy test written as Darknet's transpose flag (> 1000), not < 1000."""
     major, minor, revision = struct.unpack_from("<3i", raw)
     legacy = major > 1000 or minor > 1000
     if major * 10 + minor >= 2 and not legacy:
@@ -80,6 +88,7 @@ def test_read_header_passes_correct_readers(fn, capsys):
         (header_always_4_bytes, "seen was read as 4 bytes; it is 8 bytes"),
         (header_always_8_bytes, "with major*10 + minor = 1 < 2 it is 4 bytes"),
         (header_without_legacy_test, "in a 2015 file major or minor is above 1000"),
+        (header_transpose_flag, "only when major and minor are both below 1000"),
         (header_big_endian, "big-endian"),
         (header_numpy_ints, "numpy int32: convert it with int(...)"),
     ],

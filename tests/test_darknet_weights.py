@@ -421,7 +421,8 @@ def test_the_2015_fixture_is_what_its_readme_recipe_writes():
 
 @pytest.mark.parametrize(
     ("version", "seen_dtype", "header_bytes"),
-    [((0, 2, 0), "<u8", 20), ((0, 2, 5), "<u8", 20), ((0, 1, 0), "<i4", 16)],  # pjreddie, AlexeyAB, version 0.1
+    [((0, 2, 0), "<u8", 20), ((0, 2, 5), "<u8", 20), ((0, 1, 0), "<i4", 16),  # pjreddie, AlexeyAB, version 0.1
+     ((1000, 0, 0), "<i4", 16)],  # load_weights_upto: 8 bytes only when major < 1000 && minor < 1000
 )
 def test_seen_is_8_bytes_from_version_0_2_and_4_bytes_before(version, seen_dtype, header_bytes):
     body = _tiny_file()[20:]

@@ -37,6 +37,7 @@ _HEADER_CASES = (
     ("a version 1.0 header", (1, 0, 0), 2**40 + 1),
     ("a version 0.1 file (major*10 + minor = 1 < 2)", (0, 1, 0), 1_234_567),
     ("a 2015 file (learning rate 0.001, momentum 0.9, decay 0.0005)", (0.001, 0.9, 0.0005), 64_000),
+    ("a major of exactly 1000 (8 bytes only when both are below 1000)", (1000, 0, 0), 4_321),
 )
 
 
@@ -44,7 +45,7 @@ def _header_bytes(version: tuple, seen: int) -> bytes:
     """A header followed by three floats of body, assembled with numpy (not by the package)."""
     legacy = isinstance(version[0], float)
     first = np.array(version, dtype=FLOAT if legacy else INT32)
-    wide = not legacy and version[0] * 10 + version[1] >= 2
+    wide = not legacy and version[0] * 10 + version[1] >= 2 and version[0] < 1000 and version[1] < 1000
     seen_array = np.array([seen], dtype=UINT64 if wide else INT32)
     body = np.array([0.5, -1.25, 3.0], dtype=FLOAT)
     return first.tobytes() + seen_array.tobytes() + body.tobytes()
@@ -67,7 +68,7 @@ def _header_mistake(raw: bytes, expected: tuple, got: tuple, what: str) -> str |
     if size == 20 and got[4] == 16 and got[3] == seen % 2**32:
         return (
             f"{what}: seen was read as 4 bytes; it is 8 bytes (uint64) when major*10 + minor >= 2 "
-            f"({major}*10 + {minor} = {major * 10 + minor}) and neither is above 1000"
+            f"({major}*10 + {minor} = {major * 10 + minor}) and both are below 1000"
         )
     if size == 16 and got[4] == 20 and got[3] == int(np.frombuffer(raw[12:20], dtype=UINT64)[0]):
         if legacy:
@@ -75,13 +76,18 @@ def _header_mistake(raw: bytes, expected: tuple, got: tuple, what: str) -> str |
                 f"{what}: seen was read as 8 bytes; in a 2015 file major or minor is above 1000 (they are "
                 "floats read as int32), and then seen is a 4-byte int32"
             )
+        if major >= 1000 or minor >= 1000:
+            return (
+                f"{what}: seen was read as 8 bytes; Darknet reads 8 only when major and minor are both "
+                f"below 1000 (major < 1000 && minor < 1000), and here one is {max(major, minor)}"
+            )
         return f"{what}: seen was read as 8 bytes; with major*10 + minor = {major * 10 + minor} < 2 it is 4 bytes"
     return None
 
 
 @checkpoint
 def check_read_header(fn: Callable) -> None:
-    """Check ``fn(raw: bytes) -> (major, minor, revision, seen, header_bytes)`` on five headers."""
+    """Check ``fn(raw: bytes) -> (major, minor, revision, seen, header_bytes)`` on six headers."""
     for what, version, seen in _HEADER_CASES:
         raw = _header_bytes(version, seen)
         expected = _reference_header(raw)
@@ -105,7 +111,7 @@ def check_read_header(fn: Callable) -> None:
                 problem = f"{value!r} is a numpy {type(value).__name__}: convert it with int(...)"
             expect(not problem, f"{what}: {name} must be a Python int; {problem}")
     print("current headers (0, 2, 0), (0, 2, 5), (1, 0, 0): 8-byte seen, 20 bytes ... ok")
-    print("version 0.1 and 2015 headers: 4-byte seen, 16 bytes ... ok")
+    print("version 0.1, major 1000 and 2015 headers: 4-byte seen, 16 bytes ... ok")
     print("five plain Python ints each time ... ok")
 
 

@@ -309,8 +309,12 @@ class DarknetHeader:
 
     @property
     def seen_bytes(self) -> int:
-        """8 (a size_t) when major*10 + minor >= 2 and neither is legacy, else 4 (an int)."""
-        return 8 if self.major * 10 + self.minor >= 2 and not self.legacy else 4
+        """8 (a size_t) when major*10 + minor >= 2 and both are below 1000, else 4 (an int).
+
+        ``load_weights_upto`` tests ``major < 1000 && minor < 1000`` here but ``> 1000`` for
+        ``transpose``: a major or minor of exactly 1000 reads a 4-byte ``seen``, untransposed."""
+        small = self.major < LEGACY_LIMIT and self.minor < LEGACY_LIMIT
+        return 8 if self.major * 10 + self.minor >= 2 and small else 4
 
     @property
     def size(self) -> int:

@@ -23,9 +23,14 @@ browser: $(BIN)/.installed
 	$(BIN)/python tests/browser_check.py _build/html
 
 # Everything CI runs: unit tests and strict nbval, then the clean book build, then the browser.
+# Two pytest workers (pytest-xdist), each test module and each chapter whole on one worker
+# (--dist loadscope: a notebook's cells share one kernel); OpenMP threads sleep while they wait
+# (OMP_WAIT_POLICY=PASSIVE), so two workers on two cores do not slow each other down by spinning.
+# It changes no result: every test and every chapter's outputs are the same in either order.
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 	$(MAKE) --no-print-directory book
 	$(MAKE) --no-print-directory browser
 

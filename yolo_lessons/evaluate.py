@@ -6,12 +6,18 @@ Examples::
     python -m yolo_lessons.evaluate --weights runs/train/checkpoint.pt
     python -m yolo_lessons.evaluate --data my.data --weights mine.weights --model yolov2-voc
     python -m yolo_lessons.evaluate --data pictures/ --names my.names --weights runs/train/best.pt
+    python -m yolo_lessons.evaluate --data VOCdevkit/VOC2007 --split test --weights voc.weights --model yolov2-voc
 
 What is scored: by default the synthetic held-out set of the training command (the images the
 run's own mAP was computed on: its seed, size and object sizes, read from the checkpoint); or,
 with ``--data``, labelled pictures in Darknet's format (a ``.data`` file and its ``valid`` list,
-a list file, or a folder; ``data.datasets``). Every picture goes through ``detect`` with
-Darknet's validation threshold .005 and NMS at .45, as ``./darknet detector valid``.
+a list file, or a folder; ``data.datasets``), or a Pascal VOC tree read directly (a folder with
+``Annotations/``, ``JPEGImages/`` and ``ImageSets/Main/SPLIT.txt``; ``--split``, default ``val``;
+``data.voc``), scored as VOC's ``voc_eval`` scores it: difficult objects are neither found nor
+missed, boxes in VOC's 1-based pixels with the devkit's + 1 widths (Darknet's ``detector valid``
+writes its corners + 1 for this). Every picture goes through ``detect`` with Darknet's
+validation threshold .005 and NMS at .45, as ``./darknet detector valid``. (COCO has no
+``difficult`` flag: its numbers count every object.)
 
 What is reported, per class and over all of them:
 
@@ -61,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--names", default=None, help="a .names file, one class a line (default: the data's or model's)"
     )
+    parser.add_argument("--split", default=None,
+                        help="which list: a .data file's key (default valid) or a VOC split (default val)")
     parser.add_argument("--images", type=int, default=None,
                         help="synthetic set only: how many held-out images (default: the run's own, 500 for the book)")
     parser.add_argument(
@@ -132,11 +140,32 @@ def run_labelled(model, labelled, size: int, thresh: float, iou: float, progress
     return found, ground
 
 
+def is_voc_tree(data: str | None) -> bool:
+    """A Pascal VOC tree (Annotations/ beside JPEGImages/), read directly, not a Darknet-format set."""
+    return data is not None and (Path(data) / "Annotations").is_dir() and (Path(data) / "JPEGImages").is_dir()
+
+
+def run_voc(model, split, names, size: int, thresh: float, iou: float, progress: bool):
+    """Detections (corners + 1: VOC's 1-based pixels, as ``detector valid`` writes them) and the
+    ground truths with their difficult flags, for every picture of a VOC split."""
+    from tqdm import tqdm
+
+    from .data.images import read_image
+    from .data.voc import voc_ground_truth
+
+    found, ground = [], []
+    for annotation in tqdm(split.annotations, unit="image", disable=not progress, file=sys.stderr):
+        result = detect(model, read_image(split.image_path(annotation)), size, thresh, iou)
+        found.append(ImageDetections(result.boxes.double() + 1, result.scores, result.classes))
+        ground.append(GroundTruth(*voc_ground_truth(annotation, names)))
+    return found, ground
+
+
 def report(names, voc: MeanAP, coco, ground) -> tuple[str, dict]:
     """The printed table and the JSON record."""
-    objects = {}
+    objects = {}  # the objects scored: VOC's difficult ones are not (voc_eval's npos)
     for g in ground:
-        for c in g.classes.tolist():
+        for c in g.classes[~g.is_difficult()].tolist():
             objects[c] = objects.get(c, 0) + 1
     lines = [f"{'class':>14} {'objects':>8} {'AP50':>7} {'AP50-11':>8} {'AP':>7}"]
     per_class = {}
@@ -200,11 +229,35 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(out)
         model, names, size = load_model(args)
         size = args.size or size
-        if args.data is not None:
-            if args.images is not None:
-                raise InputError("--images is for the synthetic set; a --data set is scored whole")
-            labelled = load_labelled_set(args.data, names_given)
+        voc_tree = is_voc_tree(args.data)
+        if args.data is not None and args.images is not None:
+            raise InputError("--images is for the synthetic set; a --data set is scored whole")
+        if args.data is None and args.split is not None:
+            raise InputError("--split chooses a list of --data; the synthetic set has none")
+        if voc_tree:
+            from .data.voc import VOC_CLASSES, read_voc
+
+            split = read_voc(args.data, args.split or "val")
+            if split.problems:
+                raise InputError(f"{len(split.problems)} problem(s) in the VOC annotations of {args.data}, "
+                                 f"first: {split.problems[0]}")  # fmt: skip
+            missing = [a for a in split.annotations if not split.image_path(a).is_file()]
+            if missing:
+                raise InputError(f"{len(missing)} picture(s) of the split are missing, e.g. "
+                                 f"{split.image_path(missing[0])}")  # fmt: skip
+            names = names_given or list(VOC_CLASSES)
+            scored = sum(not o.difficult for a in split.annotations for o in a.objects if o.name in names)
+            if not scored:
+                raise InputError(f"expected objects to score in the {split.split} split of {args.data}, found none "
+                                 "(difficult ones are not scored)")  # fmt: skip
+            if hasattr(model, "num_classes") and model.num_classes != len(names):
+                raise InputError(f"the model has {model.num_classes} classes, VOC's names {len(names)} "
+                                 "(give --names for another list)")  # fmt: skip
+        elif args.data is not None:
+            labelled = load_labelled_set(args.data, names_given, args.split or "valid")
             names = labelled.names
+            if not any(len(rows) for rows in labelled.labels):
+                raise InputError(f"expected labelled objects to score in {args.data}, found none")
             if hasattr(model, "num_classes") and model.num_classes != len(names):
                 raise InputError(f"the model has {model.num_classes} classes, the data's names file {len(names)}")
         else:
@@ -213,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     model = model.to(args.device).eval()
-    if args.data is not None:
+    if voc_tree:
+        found, ground = run_voc(model, split, names, size, args.thresh, args.nms, args.progress)
+        args.pixel_inclusive = True  # VOC's devkit: widths in whole pixels, + 1
+    elif args.data is not None:
         found, ground = run_labelled(model, labelled, size, args.thresh, args.nms, args.progress)
     else:
         found = run_synthetic(model, images, size, args.thresh, args.nms, args.progress)

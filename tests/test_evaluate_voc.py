@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 from PIL import Image
+from test_voc import annotation_xml
 
 from yolo_lessons.data.shapes import SHAPE_CLASSES, make_image
 from yolo_lessons.evaluate import main
-
-from test_voc import annotation_xml
 
 
 def shapes_voc_tree(root, count: int = 12, difficult_every: int = 0):

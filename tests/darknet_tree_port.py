@@ -11,7 +11,7 @@ Python floats over flat lists in Darknet's memory layout, so each line reads bes
 
 Truths are given as Darknet holds them after ``correct_boxes`` (``src/data.c``): rows (class,
 x, y, w, h), a classification-only label being a row whose x = y = w = h = 999999 (what a label
-line ``class 0 0 0 0`` becomes). As in ``darknet_region_port``: image b's truths are its first
+line ``class 0 0 0 0`` becomes). As in ``yolo_lessons.losses.region_port``: image b's truths are its first
 ``counts[b]`` rows, and a truth on the right or bottom edge goes to the last column or row.
 Two flags leave the C, for the paper's variant: ``paper_objectness`` drops line 224
 (``l.delta[obj_index] = 0``), ``class_only_noobject=False`` skips line 212's no-object delta.
@@ -23,7 +23,7 @@ import math
 from types import SimpleNamespace
 
 import torch
-from darknet_region_port import box_iou, logistic
+from yolo_lessons.losses.region_port import box_iou, logistic
 
 COORDS = 4  # l.coords of yolo9000.cfg's [region]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
-from darknet_region_port import box_iou
+from yolo_lessons.losses.region_port import box_iou
 
 
 def logistic(x: float) -> float:

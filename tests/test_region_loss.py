@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from darknet_region_port import darknet_region_delta
+from yolo_lessons.losses.region_port import darknet_region_delta
 
 from yolo_lessons.losses.region_loss import PART_NAMES, region_loss
 

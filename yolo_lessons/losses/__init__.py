@@ -6,7 +6,9 @@ May import ``models``; never data, detection, Darknet-file or command code:
 * ``yolo_loss``: YOLOv3's, as ``forward_yolo_layer`` does, with its three-scale assignment;
 * ``tree_region_loss``: YOLO9000's, the ``[region]`` loss with a WordTree (``tree=``, ``map=``) on
   detection and classification-only images, with options that follow the paper where Darknet does not;
-* ``boxes``: the box decoding and Darknet's centre-size IoU that both losses use.
+* ``boxes``: the box decoding and Darknet's centre-size IoU that both losses use;
+* ``region_port``: ``darknet_region_delta``, a loop-by-loop port of ``forward_region_layer``, slow
+  and readable beside the C: the reference ``region_loss`` is tested against (chapter 7 runs it).
 """
 
 from .boxes import centre_size_iou, decode_boxes

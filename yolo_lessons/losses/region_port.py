@@ -1,5 +1,9 @@
 """Index-by-index port of Darknet's [region] delta, the reference ``region_loss`` must equal.
 
+Slow on purpose: the readable reference. ``tests/test_region_loss.py`` checks ``region_loss``
+against it on random batches, and chapter 7 runs it beside ``region_loss`` on its own batch
+(it lives in the package, not only in the tests, so that the chapter can import it in Colab).
+
 Written from ``forward_region_layer`` (``src/region_layer.c``), its helpers
 ``get_region_box``, ``delta_region_box``, ``delta_region_class`` and ``entry_index``,
 ``box_iou`` (``src/box.c``), ``softmax`` (``src/blas.c``) and ``backward_region_layer_gpu``,
@@ -8,7 +12,9 @@ Plain Python floats and loops over b, j, i, n and the truths, in Darknet's memor
 order, so each line can be read beside the C. Two changes, both about the truth list:
 - the truths of image b are its first ``counts[b]`` rows (Darknet stops at a row with x == 0);
 - a truth with x = 1.0 (y = 1.0) goes to the last column (row); Darknet computes
-  i = (int)(truth.x * l.w) = l.w, one past the grid, and writes out of range.
+  i = (int)(truth.x * l.w) = l.w, one past the grid, which ``entry_index`` turns into the first
+  cell of the next row (another prediction's slot). Darknet's loader never makes such a box:
+  a centre at 1 needs a width of 0, and ``fill_truth_detection`` drops boxes under .001.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import math
 from types import SimpleNamespace
 
 import torch
+
 from yolo_lessons.losses.region_port import box_iou, logistic
 
 COORDS = 4  # l.coords of yolo9000.cfg's [region]

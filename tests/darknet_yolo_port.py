@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from yolo_lessons.losses.region_port import box_iou
 
 

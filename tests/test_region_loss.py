@@ -7,9 +7,9 @@ import random
 
 import pytest
 import torch
-from yolo_lessons.losses.region_port import darknet_region_delta
 
 from yolo_lessons.losses.region_loss import PART_NAMES, region_loss
+from yolo_lessons.losses.region_port import darknet_region_delta
 
 SEEN_VALUES = (0, 12799, 12800, 50000)  # both sides of Darknet's `if(*(net.seen) < 12800)`
 

@@ -30,6 +30,14 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def matmul_seconds(macs: float, repeats: int) -> tuple[int, float]:
+    """The side of a square ``torch.matmul`` with about ``macs`` multiply-adds, and its median seconds."""
+    side = round(macs ** (1 / 3))
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    with torch.inference_mode():
+        return side, median_seconds(lambda: torch.matmul(a, b), repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1)
@@ -43,10 +51,7 @@ def main() -> None:
     with torch.inference_mode():
         model_s = median_seconds(lambda: model(x), args.repeats)
 
-    side = round(macs ** (1 / 3))  # a square matmul with about as many multiply-adds
-    a, b = torch.randn(side, side), torch.randn(side, side)
-    with torch.inference_mode():
-        matmul_s = median_seconds(lambda: torch.matmul(a, b), args.repeats)
+    side, matmul_s = matmul_seconds(macs, args.repeats)
 
     model_rate, matmul_rate = macs / model_s, side**3 / matmul_s
     print(f"threads: {torch.get_num_threads()}, batch: {args.batch}")

@@ -7,10 +7,13 @@ Examples::
     python -m yolo_lessons.detect photo.jpg --weights runs/train/checkpoint.pt
     python -m yolo_lessons.detect photo.jpg --weights yolov3.weights --model yolov3
     python -m yolo_lessons.detect photo.jpg --weights mine.weights --model yolov2-voc --names my.names
+    python -m yolo_lessons.detect photo.jpg --weights yolov3.onnx    # ONNX Runtime runs the file
 
 Sources are image files, folders (the images directly inside them) and glob patterns. The
 weights are the book's trained small YOLOv2 by default, a checkpoint of the training command
-(``.pt``), or a Darknet ``.weights`` file with ``--model`` naming its network. Each picture is
+(``.pt``), a Darknet ``.weights`` file with ``--model`` naming its network, or an ONNX file
+written by ``python -m yolo_lessons.export``, which ONNX Runtime runs (``--engine onnxruntime``,
+implied by the ``.onnx`` suffix; the file's metadata says how to decode it). Each picture is
 letterboxed into the network input, decoded, thresholded (``--thresh`` .5) and NMS'd at
 ``--nms`` .45 as Darknet does (``detection.inference.detect``, the function the chapters use),
 and the boxes come back in the picture's own pixels.
@@ -53,6 +56,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 BOOK_IMAGE_SIZE = 96  # the book's model was trained on 96 x 96 images (yolo_lessons/weights/README.md)
 DARKNET_SIZE = 416  # width= and height= of yolov2*.cfg and yolov3*.cfg
 DEFAULT_OUT = Path("runs") / "detect"
+ENGINES = ("torch", "onnxruntime")  # what runs the network: PyTorch, or ONNX Runtime on an exported file
 
 
 # The networks a Darknet .weights file can be read into: builder, class names, input side.
@@ -98,10 +102,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or glob patterns")
     parser.add_argument(
         "--weights", default=None,
-        help="a training checkpoint (.pt) or a Darknet .weights file (default: the book's model)",
+        help="a training checkpoint (.pt), a Darknet .weights file or an exported .onnx (default: the book's model)",
     )
     parser.add_argument(
         "--model", choices=sorted(NETWORKS), default=None, help="the network a .weights file belongs to"
+    )
+    parser.add_argument(
+        "--engine", choices=ENGINES, default=None,
+        help="what runs the network: torch, or onnxruntime for an .onnx file (default: by the --weights suffix)",
     )
     parser.add_argument("--names", default=None, help="a .names file, one class a line (default: the model's own)")
     parser.add_argument(
@@ -169,6 +177,37 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, tuple[str, ...], in
         expected = "expected a yolo_lessons.train checkpoint (.pt) or a Darknet .weights file"
         raise InputError(f"{expected}, got {weights}, which torch.load cannot read") from None
     return model, tuple(state["classes"]), int(state["config"]["image_size"])
+
+
+def choose_engine(args: argparse.Namespace) -> str:
+    """--engine checked against --weights: an .onnx file runs on ONNX Runtime (the suffix implies it)."""
+    onnx_file = args.weights is not None and Path(args.weights).suffix == ".onnx"
+    engine = args.engine or ("onnxruntime" if onnx_file else "torch")
+    if engine == "onnxruntime" and not onnx_file:
+        got = args.weights if args.weights is not None else "the book's model"
+        raise InputError(f"--engine onnxruntime runs an .onnx file (python -m yolo_lessons.export writes one), "
+                         f"got {got}")
+    if engine == "torch" and onnx_file:
+        raise InputError(f"--engine torch runs a checkpoint or a .weights file, got {args.weights}: an ONNX file")
+    if engine == "onnxruntime" and args.model is not None:
+        raise InputError(f"--model is for Darknet .weights files; {args.weights} names its network in its metadata")
+    if engine == "onnxruntime" and args.device != "cpu":
+        raise InputError(f"expected --device cpu with --engine onnxruntime (its CPU build), got {args.device}")
+    return engine
+
+
+def load_onnx_model(args: argparse.Namespace) -> tuple[nn.Module, tuple[str, ...], int]:
+    """The exported file under ONNX Runtime, its class names and its input side, from its metadata."""
+    weights = Path(args.weights)
+    if not weights.is_file():
+        raise InputError(f"expected --weights to be an ONNX file, got {weights} (no such file)")
+    from .export import OnnxRuntimeModel  # the export command's reader: onnxruntime is imported only here
+
+    try:
+        model = OnnxRuntimeModel(weights)
+    except (ValueError, ImportError) as error:
+        raise InputError(str(error)) from None
+    return model, model.class_names, model.input_size
 
 
 def output_folder(out: str | None, default: Path = DEFAULT_OUT) -> Path:
@@ -242,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         names_file = read_names(args.names) if args.names is not None else None
         out = output_folder(args.out)
         check_writable(out)
-        model, names, size = load_model(args)
+        engine = choose_engine(args)
+        model, names, size = load_onnx_model(args) if engine == "onnxruntime" else load_model(args)
     except (InputError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

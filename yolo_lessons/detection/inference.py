@@ -75,11 +75,13 @@ def decode_model_output(model: nn.Module, output, input_size: int) -> Detections
 
     ``decode_yolov2`` with the model's anchors for one ``[region]`` head, ``decode_yolov3`` with
     its anchors and masks for ``[yolo]`` heads (three, or YOLOv3-tiny's two); boxes are
-    centre-size fractions of the (square) network input.
+    centre-size fractions of the (square) network input. A model run by another engine (an
+    exported file, ``yolo_lessons.export.OnnxRuntimeModel``) names its head in ``head_kind``.
     """
-    if isinstance(model, YOLO_HEADS):
+    head = getattr(model, "head_kind", None)  # "yolo" or "region"
+    if isinstance(model, YOLO_HEADS) or head == "yolo":
         return decode_yolov3([o.float().cpu() for o in output], model.anchors.cpu(), model.masks, input_size)
-    if isinstance(model, ONE_HEAD):
+    if isinstance(model, ONE_HEAD) or head == "region":
         return decode_yolov2(output.float().cpu(), model.anchors.cpu())
     raise TypeError(
         "expected one of the book's detectors (" + ", ".join(c.__name__ for c in ONE_HEAD + YOLO_HEADS)
@@ -118,7 +120,7 @@ def detect(
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        device = next(model.parameters(), torch.empty(0)).device  # (the CPU for an engine without parameters)
         output = model(x[None].to(device))
     finally:
         model.train(was_training)

@@ -12,6 +12,8 @@ Building blocks first, then the backbones built of them, then the detectors buil
   book trains on a laptop CPU, ``small_yolov2`` and ``small_yolov3``, and the tiny ones people
   deploy, ``tiny`` (``yolov2_tiny_voc``, ``yolov2_tiny``, ``yolov3_tiny``);
 * ``folding``: ``fold_batchnorm``, every BatchNorm folded into its convolution for inference;
+* ``fast``: ``fast``, a copy made ready for CPU inference (eval, folded, no gradients,
+  optionally channels-last and ``torch.compile``), outputs equal to the original's;
 * ``counting``: parameters, weighted layers, BatchNorm statistics, multiply-adds, and the
   ``torchinfo`` summary the chapters print;
 * ``wordtree``: YOLO9000's class hierarchy, ``WordTree`` (``read_tree`` of a Darknet ``.tree``
@@ -30,6 +32,7 @@ from .counting import (
 )
 from .darknet19 import DARKNET19_STAGES, Darknet19, darknet19
 from .darknet53 import DARKNET53_STAGES, Darknet53, darknet53
+from .fast import fast
 from .folding import fold_batchnorm
 from .resnet import RESNET50_STAGES, Bottleneck, ResNet, load_torchvision_state_dict, resnet50
 from .small_yolov2 import SmallYOLOv2, small_yolov2
@@ -86,6 +89,7 @@ __all__ = [
     "darknet53",
     "darknet_reorg",
     "detector",
+    "fast",
     "fold_batchnorm",
     "load_torchvision_state_dict",
     "model_summary",

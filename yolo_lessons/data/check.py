@@ -9,8 +9,10 @@ file and line instead of stopping at the first:
   side of zero or less, the same row twice, a picture that cannot be decoded or is missing from
   its list, a ``.bmp`` or ``.jpeg`` picture that Darknet's label-path rule gives no label file,
   an empty list, a list or names file that does not exist;
-* counted, not errors: a picture without a label file (a background picture, no objects) and,
-  in a folder, a label file without a picture.
+* counted, not errors: a picture without a label file (a background picture, no objects, as
+  AlexeyAB's Darknet reads it; pjreddie's ``read_boxes`` stops the run with "Couldn't open file")
+  and, in a folder, a label file without a picture; but a set where *no* picture has a label file
+  is an error (the label-path rule has gone astray, e.g. an ``images`` folder above the set).
 
 The report ends with the objects per class and a one-line verdict.
 """
@@ -54,10 +56,11 @@ class DatasetReport:
         """The report as printed: each error, the counts, then the verdict."""
         out = [f"error: {e}" for e in self.errors]
         if self.without_labels:
-            out.append(f"{len(self.without_labels)} pictures have no label file (no objects), e.g. "
-                       f"{self.without_labels[0]}")  # fmt: skip
+            out.append(f"{len(self.without_labels)} picture(s) have no label file, read as background pictures "
+                       f"(no objects; pjreddie's Darknet would stop there: read_boxes, \"Couldn't open file\"), "
+                       f"e.g. {self.without_labels[0]}")  # fmt: skip
         if self.labels_without_pictures:
-            out.append(f"{len(self.labels_without_pictures)} label files have no picture, e.g. "
+            out.append(f"{len(self.labels_without_pictures)} label file(s) have no picture, e.g. "
                        f"{self.labels_without_pictures[0]}")  # fmt: skip
         width = max((len(n) for n in self.names), default=5)
         out += [f"{name:>{width}}: {self.objects.get(c, 0)} objects" for c, name in enumerate(self.names)]
@@ -134,4 +137,12 @@ def _check(source, names, split) -> tuple[DatasetReport, list[tuple[Path, np.nda
         for label in sorted(Path(source).rglob("*.txt")):
             if "labels" in label.parts and label.resolve() not in labels_seen:
                 report.labels_without_pictures.append(label)
+    if pictures and len(report.without_labels) == len(pictures):
+        example = pictures[0]
+        report.errors.append(
+            f"no picture has a label file: Darknet looks for {label_file(example)} for {example} (it replaces "
+            "the first 'images', 'JPEGImages' or 'raw' in the whole path by 'labels'; a folder above the "
+            "pictures with such a name sends every label path astray)"
+        )
+        good.clear()
     return report, good

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .datasets import darknet_label_path
 from .shapes import MAX_SIDE, MIN_SIDE, SHAPE_CLASSES, make_image
 
 HELD_OUT_SEED_OFFSET = 1000  # the held-out pictures are drawn from seed + 1000 (train.py: eval_seed 1000)
@@ -36,6 +37,11 @@ def write_shapes_set(root: str | os.PathLike, train: int = 200, valid: int = 50,
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ValueError(f"expected a new or empty folder for the set, {root} already holds files")
+    probe = root.resolve() / "images" / "train" / "000000.png"
+    if Path(darknet_label_path(probe)) != probe.parent.parent.parent / "labels" / "train" / "000000.txt":
+        raise ValueError(f"Darknet would not find the labels of a set in {root}: its label path for {probe} is "
+                         f"{darknet_label_path(probe)} (the first 'images', 'JPEGImages' or 'raw' of the whole "
+                         "path becomes 'labels'); choose a folder without those words")  # fmt: skip
     for count, name in ((train, "train"), (valid, "valid")):
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"expected a non-negative whole number of {name} pictures, got {count!r}")

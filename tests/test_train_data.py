@@ -126,6 +126,14 @@ def test_finetuning_with_a_cutoff_copies_only_the_layers_before_it():
         finetune_from(model, str(BOOK_WEIGHTS), upto=23)
 
 
+def test_finetuning_refuses_a_weights_file_of_another_width():
+    narrow = small_yolov2(num_classes=3, anchors=[(1.0, 1.0)], width=4)  # the book's file is width 8
+    before = narrow.stages[0][0].conv.weight.detach().clone()
+    with pytest.raises(ValueError, match="does not hold small_yolov2 width 4"):
+        finetune_from(narrow, str(BOOK_WEIGHTS))
+    assert torch.equal(narrow.stages[0][0].conv.weight, before)  # nothing copied
+
+
 def test_a_finetuned_run_trains_the_new_head(shapes_set):
     history = train(**{**QUICK, "width": 8, "steps": 3}, data=str(shapes_set), finetune=str(BOOK_WEIGHTS), out=None)
     assert all(np.isfinite(history.losses))

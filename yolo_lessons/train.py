@@ -593,6 +593,15 @@ def finetune_from(model: SmallYOLOv2 | SmallYOLOv3, path: str, upto: int | None 
         try:
             header = read_darknet_header(path)
             wanted = sum(layer.float_count() for layer in layers if layer.index < cut)
+            # Reading only a part, the size check alone cannot catch a file of another width: what is left
+            # after the copied layers must be this model's remaining layers and a detector of some filters.
+            rest = (os.path.getsize(path) - header.size) // 4 - wanted
+            middle = sum(layer.float_count() for layer in layers if cut <= layer.index < detector)
+            per_filter = model.detect.in_channels + 1  # a 1x1 filter and its bias
+            if rest - middle <= 0 or (rest - middle) % per_filter:
+                raise ValueError(f"it does not hold small_yolov2 width {model.width}'s layers (after cfg layer "
+                                 f"{cut - 1} come {rest:,} floats, which no detector of this width fits): a "
+                                 "file of another width or network")  # fmt: skip
             with open(path, "rb") as file:
                 head = file.read(header.size + 4 * wanted)
             load_darknet_weights(model, io.BytesIO(head), layers=layers, upto=cut)

@@ -13,8 +13,9 @@ chapter page (one per ``notebooks/NN_topic.ipynb``), and checks on each:
   that leaves the book's own server is a failure (MathJax must come from ``_static/mathjax``);
 - every formula rendered: each Sphinx ``.math`` element holds MathJax's output
   (``mjx-container``) and no ``mjx-merror``, and at least one page of the book has a formula;
-- no code cell's input scrolls sideways: a ``pre`` wider than its column (scrollWidth >
-  clientWidth) would hide the end of its lines from a reader (solutions are opened to measure);
+- no code cell's input or text output scrolls sideways: a ``pre`` wider than its column
+  (scrollWidth > clientWidth) would hide the end of its lines from a reader (solutions are
+  opened to measure);
 
 and on a chapter page also:
 
@@ -336,11 +337,12 @@ MATH_STATE = """(async () => {
         errors: document.querySelectorAll('mjx-merror').length,
     };
 })()"""
-# Open every collapsed cell input (solutions), measure each code cell's <pre>, close them again.
+# Open every collapsed cell input (solutions), measure each code cell's <pre> (input and text
+# output), close them again.
 WIDE_CODE = """(() => {
     const closed = [...document.querySelectorAll('.cell details:not([open])')];
     closed.forEach(d => { d.open = true; });
-    const wide = [...document.querySelectorAll('.cell .cell_input pre')]
+    const wide = [...document.querySelectorAll('.cell .cell_input pre, .cell .cell_output pre')]
         .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
         .map(pre => {
             const longest = pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '');

@@ -157,3 +157,16 @@ def test_counting_leaves_every_submodule_in_the_mode_it_was_in():
     model.stages[0].eval()  # one part in eval (as a frozen backbone would be), the rest in train
     count_multiply_adds(model, (3, 64, 64))
     assert model.training and not model.stages[0].training and model.stages[1].training
+
+
+def test_the_summary_table_fits_a_notebook_column_and_keeps_every_entry():
+    # torchinfo pads every column to 25 characters and the names to 40 (120 in all for three
+    # columns); ours keeps each column as wide as its widest entry, so yolov2's table is 72.
+    stats = model_summary(yolov2(), (3, 416, 416), depth=2)
+    lines = str(stats).splitlines()
+    assert max(map(len, lines)) == 72
+    assert lines[1].split() == ["Layer", "(type", "(var_name))", "Output", "Shape", "Param", "#", "Mult-Adds"]
+    row = next(line for line in lines if "(detect)" in line)
+    assert row.split()[-2:] == ["128,125", "21,653,125"]
+    assert "Total mult-adds: 14,680,209,221" in lines
+    assert set(lines[0]) == {"="} and len(lines[0]) == 72

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -60,7 +62,9 @@ def model_summary(model: nn.Module, input_size: tuple[int, ...], depth: int = 2,
 
     torchinfo 1.8.0 labels its totals with an enum that newer Pythons print as
     ``Units.GIGABYTES``; asking for no units prints the exact integers, which are also
-    the numbers the book compares with the papers.
+    the numbers the book compares with the papers. The table is printed with each column
+    as wide as its widest entry (torchinfo gives every column 25 characters and the names
+    at least 40, about 120 in all, wider than the book's column and a notebook's cell).
     """
     from torchinfo import summary
     from torchinfo.enums import Units
@@ -70,4 +74,40 @@ def model_summary(model: nn.Module, input_size: tuple[int, ...], depth: int = 2,
     stats = summary(model, input_size=(1, *input_size), device="cpu", depth=depth, verbose=0, **kwargs)
     stats.formatting.params_units = Units.NONE
     stats.formatting.macs_units = Units.NONE
+    stats.__class__ = _compact_summary_class()
     return stats
+
+
+def _compact_table(text: str, name_width: int, col_width: int, columns: int) -> str:
+    """torchinfo's fixed-width table re-spaced: each column as wide as its widest entry, plus 2."""
+    lines = text.split("\n")
+    dividers = [i for i, line in enumerate(lines) if line and set(line) == {"="}]
+    if len(dividers) < 3:
+        return text
+    rows = range(dividers[0] + 1, dividers[2])
+    starts = [0, name_width + 1] + [name_width + 1 + (col_width + 1) * k for k in range(1, columns)]
+    cells = {}
+    for i in rows:
+        if i in dividers:
+            continue
+        line = lines[i]
+        cells[i] = [line[a:b].rstrip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    widths = [max(len(row[k]) for row in cells.values()) for k in range(len(starts))]
+    for i, row in cells.items():
+        lines[i] = "".join(f"{cell:<{w + 2}}" for cell, w in zip(row, widths, strict=True)).rstrip()
+    total = sum(widths) + 2 * (len(widths) - 1)
+    return "\n".join("=" * total if i in dividers else line for i, line in enumerate(lines))
+
+
+@functools.cache
+def _compact_summary_class():
+    from torchinfo.model_statistics import ModelStatistics
+
+    class CompactSummary(ModelStatistics):
+        """torchinfo's ``ModelStatistics``, printed with columns no wider than their entries."""
+
+        def __repr__(self) -> str:
+            f = self.formatting
+            return _compact_table(super().__repr__(), f.layer_name_width, f.col_width, len(tuple(f.col_names)))
+
+    return CompactSummary

@@ -346,8 +346,8 @@ WIDE_CODE = """(() => {
         .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
         .map(pre => {
             const longest = pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '');
-            const where = pre.closest('.cell_output') ? 'output' : 'input';
-            return `${where}|${pre.scrollWidth}px in ${pre.clientWidth}px: ${longest.trim().slice(0, 70)}`;
+            return {output: Boolean(pre.closest('.cell_output')),
+                    text: `${pre.scrollWidth}px in ${pre.clientWidth}px: ${longest.trim().slice(0, 70)}`};
         });
     closed.forEach(d => { d.open = false; });
     return wide;
@@ -393,9 +393,8 @@ def check_page(browser: Browser, origin: str, page: Page) -> tuple[list[str], in
     problems += [f"formula not rendered: {text!r}" for text in math["unrendered"][:5]]
     if math["errors"]:
         problems.append(f"{math['errors']} MathJax error(s) in formulas")
-    wide_inputs = [line.split("|", 1)[1] for line in wide_code if line.startswith("input|")]
-    problems += [f"code cell wider than its column ({line})" for line in wide_inputs]
-    wide_outputs = [line.split("|", 1)[1] for line in wide_code if line.startswith("output|")]
+    problems += [f"code cell wider than its column ({w['text']})" for w in wide_code if not w["output"]]
+    wide_outputs = [w["text"] for w in wide_code if w["output"]]
     if wide_outputs:  # measured and reported, not yet a failure: chapters' text outputs are being fitted
         print(f"note {page.path}: {len(wide_outputs)} text output(s) wider than the column, the first "
               f"{wide_outputs[0]}")

@@ -84,14 +84,13 @@ def _compact_table(text: str, name_width: int, col_width: int, columns: int) -> 
     dividers = [i for i, line in enumerate(lines) if line and set(line) == {"="}]
     if len(dividers) < 3:
         return text
-    rows = range(dividers[0] + 1, dividers[2])
-    starts = [0, name_width + 1] + [name_width + 1 + (col_width + 1) * k for k in range(1, columns)]
-    cells = {}
-    for i in rows:
-        if i in dividers:
-            continue
-        line = lines[i]
-        cells[i] = [line[a:b].rstrip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    starts = [0] + [name_width + 1 + (col_width + 1) * k for k in range(columns)]
+    ends = [*starts[1:], None]
+    cells = {
+        i: [lines[i][a:b].rstrip() for a, b in zip(starts, ends, strict=True)]
+        for i in range(dividers[0] + 1, dividers[2])
+        if i not in dividers
+    }
     widths = [max(len(row[k]) for row in cells.values()) for k in range(len(starts))]
     for i, row in cells.items():
         lines[i] = "".join(f"{cell:<{w + 2}}" for cell, w in zip(row, widths, strict=True)).rstrip()

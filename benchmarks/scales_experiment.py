@@ -79,10 +79,19 @@ def score(model: torch.nn.Module, images: torch.Tensor, ground_truths: list[Grou
     }
 
 
+# The arms: name -> the training command's options. small_yolov3_one_head is small_yolov3 with its
+# stride-16 head alone (nine anchors): the same backbone, neck, loss and recipe, one scale instead of three.
+ARMS = {
+    "small_yolov2": {"model": "small_yolov2"},
+    "small_yolov3": {"model": "small_yolov3"},
+    "small_yolov3_one_head": {"model": "small_yolov3", "heads": 1},
+}
+
+
 def run(model: str, seed: int, threads: int, workers: int, steps: int, batch_size: int) -> dict:
     recipe = {**RECIPE, "steps": steps, "batch_size": batch_size}
-    history = train(model=model, seed=seed, threads=threads, workers=workers, eval_every=0, out=None,
-                    progress=False, verbose=False, **recipe)
+    history = train(seed=seed, threads=threads, workers=workers, eval_every=0, out=None,
+                    progress=False, verbose=False, **ARMS[model], **recipe)
     started = time.perf_counter()
     images, ground_truths = held_out()
     result = score(history.model, images, ground_truths)
@@ -106,13 +115,13 @@ def load_results(folder: Path = RESULTS) -> list[dict]:
 
 
 def summary(runs: list[dict]) -> str:
-    lines = [f"{'model':<13} {'seeds':<8} " + " ".join(f"{n:>8}" for n in [*SIZE_BUCKETS, "all"])]
+    lines = [f"{'model':<21} {'seeds':<8} " + " ".join(f"{n:>8}" for n in [*SIZE_BUCKETS, "all"])]
     for model in sorted({r["model"] for r in runs}):
         mine = [r for r in runs if r["model"] == model]
         cells = [statistics.mean(r["ap"][n] for r in mine) for n in SIZE_BUCKETS]
         cells.append(statistics.mean(r["map"] for r in mine))
         seeds = ",".join(str(r["seed"]) for r in mine)
-        lines.append(f"{model:<13} {seeds:<8} " + " ".join(f"{c:8.3f}" for c in cells))
+        lines.append(f"{model:<21} {seeds:<8} " + " ".join(f"{c:8.3f}" for c in cells))
         for r in mine:
             lines.append(f"  seed {r['seed']}: " + ", ".join(f"{n} {r['ap'][n]:.3f}" for n in SIZE_BUCKETS)
                          + f", all {r['map']:.3f} ({r['train_seconds']:.0f} s of training)")
@@ -121,7 +130,7 @@ def summary(runs: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["small_yolov2", "small_yolov3"])
+    parser.add_argument("--models", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=RECIPE["steps"])
     parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])

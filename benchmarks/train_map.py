@@ -2,7 +2,8 @@
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/train_map.py [--seeds 0 1 2] [--steps 880 1760]
         [--threads 1] [--workers 1] [--eval-every 220] [--batch-size 16] [--lr 8e-3] [--warmup 50]
-        [--passthrough darknet_reorg] [--out results.json]
+        [--passthrough darknet_reorg] [--prior-images 12800] [--optimizer adamw] [--weight-decay 0.01]
+        [--out results.json]
 
 For every seed and every step budget (the cosine schedule ends at the budget, so each budget
 is its own run) it trains ``small_yolov2`` with ``yolo_lessons.train.train`` (the command's
@@ -31,7 +32,7 @@ import time
 
 import torch
 
-from yolo_lessons.train import TrainConfig, train
+from yolo_lessons.train import OPTIMIZERS, TrainConfig, train
 
 GOALS = ((0.95, 60.0), (0.98, 120.0))  # (mAP@0.5, seconds of training) from the chapter 8 issue
 
@@ -55,10 +56,14 @@ def main() -> None:
     parser.add_argument("--prior-images", type=int, default=defaults.prior_images)
     folds = ("darknet_reorg", "space_to_depth", "none")
     parser.add_argument("--passthrough", default=defaults.passthrough, choices=folds)
+    parser.add_argument("--optimizer", default=defaults.optimizer, choices=OPTIMIZERS,
+                        help="darknet_sgd: yolov2-voc.cfg's SGD, burn-in (--warmup steps) and steps")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
-    print(f"recipe: batch {args.batch_size}, lr {args.lr}, warm-up {args.warmup}, width {args.width}, "
+    print(f"recipe: {args.optimizer}, batch {args.batch_size}, lr {args.lr}, warm-up {args.warmup}, "
+          f"weight decay {args.weight_decay}, width {args.width}, "
           f"train images {args.train_images}, prior images {args.prior_images}, passthrough {args.passthrough}, "
           f"{args.threads} thread(s), {args.workers} worker(s)")
     started = time.perf_counter()
@@ -74,7 +79,7 @@ def main() -> None:
                 steps=budget, seed=seed, threads=args.threads, eval_every=args.eval_every,
                 eval_images=args.eval_images, batch_size=args.batch_size, lr=args.lr, width=args.width,
                 train_images=args.train_images, prior_images=args.prior_images, warmup=args.warmup,
-                workers=args.workers,
+                workers=args.workers, optimizer=args.optimizer, weight_decay=args.weight_decay,
                 passthrough=None if args.passthrough == "none" else args.passthrough,
                 out=None, progress=False, verbose=False,
             )

@@ -126,6 +126,7 @@ def test_yolo_loss_trains_it_end_to_end():
         ({"anchors": [[0.0, 1.0]] * 9}, "positive anchor"),
         ({"num_classes": 0}, "num_classes"),
         ({"width": 0}, "width"),
+        ({"heads": 2}, "heads 3"),
     ],
 )
 def test_bad_arguments_raise_value_errors_that_say_what_was_expected(kwargs, message):
@@ -158,3 +159,35 @@ def test_the_training_command_refuses_other_than_nine_anchors_for_small_yolov3()
 
     with pytest.raises(ValueError, match="expected 9"):
         train(model="small_yolov3", num_anchors=5, out=None)
+
+
+def test_one_head_predicts_with_all_nine_anchors_at_stride_16_on_the_same_backbone_and_neck():
+    three, one = small_yolov3(heads=3), small_yolov3(heads=1)
+    (output,) = one(torch.zeros(2, 3, 128, 128))
+    assert output.shape == (2, 9 * (5 + 3), 8, 8)  # 128 / 16 = 8 cells, nine anchors of 5 + 3 channels
+    assert one.masks == (tuple(range(9)),) and one.strides == (16,)
+    # The backbone, the stride-32 conv set, the lateral and the stride-16 conv set are the same modules:
+    shared = {name: p.shape for name, p in three.named_parameters() if not name.startswith(("detect", "lateral8",
+                                                                                               "neck8"))}
+    assert {name: p.shape for name, p in one.named_parameters() if not name.startswith("detect")} == shared
+    # Removed: detect32 and detect8 (3x3 ConvBlock + 1x1 conv each), lateral8, neck8; detect16 grows 24 -> 72.
+    assert count_parameters(three) - count_parameters(one) == 1_176_736 - 1_085_024
+
+
+def test_the_training_command_trains_and_reloads_the_one_head_model(tmp_path):
+    from yolo_lessons.train import model_from_checkpoint, parse_args, train
+
+    options = parse_args(["--model", "small_yolov3", "--heads", "1"])
+    assert options == {"model": "small_yolov3", "heads": 1}
+    history = train(steps=2, batch_size=2, image_size=32, width=4, threads=1, train_images=4, eval_images=4,
+                    eval_every=2, progress=False, verbose=False, out=str(tmp_path), **options)
+    assert len(history.losses) == 2 and len(history.eval_map) == 1
+    model = model_from_checkpoint(str(tmp_path / "checkpoint.pt"))
+    assert model.heads == 1 and model.strides == (16,)
+
+
+def test_heads_is_refused_for_small_yolov2():
+    from yolo_lessons.train import train
+
+    with pytest.raises(ValueError, match="expected heads 3 with small_yolov2"):
+        train(heads=1, out=None)

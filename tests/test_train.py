@@ -28,9 +28,11 @@ from yolo_lessons.train import (
     ImageCache,
     anchors_from_images,
     build_parser,
+    darknet_learning_rate,
     image_indices,
     learning_rate,
     load_checkpoint,
+    make_optimizer,
     main,
     model_from_checkpoint,
     parse_args,
@@ -70,6 +72,31 @@ def test_learning_rate_is_a_cosine_from_lr_to_zero():
     assert learning_rate(0, 480, 4e-3) == pytest.approx(4e-3)
     assert learning_rate(240, 480, 4e-3) == pytest.approx(2e-3)  # cos(pi / 2) = 0: half way
     assert learning_rate(480, 480, 4e-3) == pytest.approx(0.0, abs=1e-18)
+
+
+def test_darknet_learning_rate_burns_in_with_power_4_then_steps_down_at_yolov2_voc_cfgs_fractions():
+    # get_current_rate, policy=steps: lr * (batch / burn_in) ** 4, batch counted from 1.
+    assert [darknet_learning_rate(s, 960, 1e-2, burn_in=4) for s in range(5)] == pytest.approx(
+        [1e-2 / 256, 1e-2 / 16, 1e-2 * 81 / 256, 1e-2, 1e-2])
+    # steps=40000,60000 of max_batches=80200, scales .1,.1: at 960 steps, steps 479 (478.8) and 718 (718.2).
+    assert darknet_learning_rate(478, 960, 1e-2) == pytest.approx(1e-2)
+    assert darknet_learning_rate(479, 960, 1e-2) == pytest.approx(1e-3)
+    assert darknet_learning_rate(717, 960, 1e-2) == pytest.approx(1e-3)
+    assert darknet_learning_rate(718, 960, 1e-2) == pytest.approx(1e-4)
+    assert darknet_learning_rate(959, 960, 1e-2) == pytest.approx(1e-4)
+
+
+def test_darknet_sgd_decays_the_convolution_weights_only_with_momentum_09():
+    from yolo_lessons.train import TrainConfig, build_model
+
+    model = build_model("small_yolov2", 3, [[1.0, 1.0]] * 5, 4, "darknet_reorg")
+    optimizer = make_optimizer(model, TrainConfig(optimizer="darknet_sgd", weight_decay=5e-4))
+    assert isinstance(optimizer, torch.optim.SGD)
+    decayed, plain = optimizer.param_groups
+    assert decayed["weight_decay"] == 5e-4 and plain["weight_decay"] == 0.0 and decayed["momentum"] == 0.9
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [id(p) for p in decayed["params"]] == [id(p) for p in convs]  # update_convolutional_layer's decay
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))  # biases, BN scales
 
 
 def test_learning_rate_warms_up_linearly_then_follows_the_cosine():
@@ -225,6 +252,7 @@ def test_parse_args_returns_only_the_options_given():
         (dict(workers=-1), "number of workers"),
         (dict(warmup=-1), "non-negative integer warmup"),
         (dict(passthrough="reorg"), "expected passthrough in"),
+        (dict(optimizer="sgd"), "expected optimizer in"),
         (dict(resume="auto"), "needs out"),  # out=None: no folder to find checkpoint.pt in
     ],
 )

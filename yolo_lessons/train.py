@@ -123,7 +123,7 @@ RECIPE = (
     "steps", "batch_size", "image_size", "width", "lr", "weight_decay", "seed", "train_images",
     "num_anchors", "passthrough", "prior_images", "model", "min_side", "max_side", "warmup",
     "data", "names", "skip_bad", "valid_fraction", "augment", "jitter", "hue", "saturation", "exposure", "flip",
-    "multiscale", "finetune", "upto",
+    "multiscale", "finetune", "upto", "heads", "optimizer",
 )
 # Darknet's yolov2-voc.cfg trains for max_batches = 80,200 and holds the largest size for the last 200:
 # a run of ``steps`` keeps the same share (at least one period of 10 steps).
@@ -132,6 +132,10 @@ VALID_BATCH = 32  # held-out pictures decoded and scored at a time (--data)
 # The models --model trains, with their default number of k-means anchors: small_yolov2's are in
 # cells of its stride-16 grid ([region]), small_yolov3's in input pixels, three per head ([yolo]).
 MODEL_ANCHORS = {"small_yolov2": 5, "small_yolov3": 9}
+OPTIMIZERS = ("adamw", "darknet_sgd")
+DARKNET_MOMENTUM = 0.9  # yolov2-voc.cfg's momentum
+DARKNET_STEPS = (40000, 60000)  # yolov2-voc.cfg's steps (of max_batches 80,200), each a x 0.1 scale
+DARKNET_BURN_IN_POWER = 4  # Darknet's default power of the burn-in (get_current_rate)
 RECIPE_MIN_SIDE = 0.25  # the recipe's smallest object side; the data's own default is MIN_SIDE
 # Training stores images and weights "channels last" (N, H, W, C in memory; the shapes stay
 # N, C, H, W): the CPU's convolution library (oneDNN) prefers that layout, and on the 2-core
@@ -168,12 +172,18 @@ class TrainConfig:
     lr: float = 8e-3
     warmup: int = 50
     weight_decay: float = 0.01
+    # "adamw": the book's recipe. "darknet_sgd": train_detector's update as yolov2-voc.cfg sets it:
+    # SGD with momentum 0.9, weight_decay (the cfg's decay, 0.0005) on the convolution weights only,
+    # a burn-in of lr * ((step + 1) / warmup) ** 4, and lr x 0.1 at 40,000 / 80,200 and 60,000 / 80,200
+    # of the steps (the cfg's steps=40000,60000 scaled to the run).
+    optimizer: str = "adamw"
     seed: int = 0
     train_images: int = 0
     num_anchors: int | None = None  # None: the model's own count, MODEL_ANCHORS
     passthrough: str | None = "darknet_reorg"
     prior_images: int = 12800
     model: str = "small_yolov2"
+    heads: int = 3  # small_yolov3: three heads (strides 32, 16, 8) or one (stride 16, all nine anchors)
     min_side: float = RECIPE_MIN_SIDE
     max_side: float = MAX_SIDE
     threads: int | None = None
@@ -242,6 +252,14 @@ class TrainConfig:
             )
         if self.passthrough not in PASSTHROUGHS:
             raise ValueError(f"expected passthrough in {PASSTHROUGHS}, got {self.passthrough!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"expected optimizer in {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.heads not in (1, 3) or isinstance(self.heads, bool):
+            raise ValueError(f"expected heads 3 or 1 (small_yolov3's scales), got {self.heads!r}")
+        if self.heads != 3 and self.model != "small_yolov3":
+            raise ValueError(
+                f"expected heads 3 with {self.model} (heads chooses small_yolov3's scales), got {self.heads}"
+            )
         if self.eval_seed == self.seed:
             raise ValueError(f"the held-out images need another seed than the training images, both are {self.seed}")
         if self.stop_after is not None and (not isinstance(self.stop_after, int) or self.stop_after < 1):
@@ -555,18 +573,18 @@ def _anchor_list(shapes: np.ndarray, num_anchors: int, seed: int) -> list[list[f
 
 
 def build_model(
-    name: str, num_classes: int, anchors: list[list[float]], width: int, passthrough: str | None
+    name: str, num_classes: int, anchors: list[list[float]], width: int, passthrough: str | None, heads: int = 3
 ) -> SmallYOLOv2 | SmallYOLOv3:
     """``small_yolov2`` (anchors in grid cells) or ``small_yolov3`` (anchors in input pixels, by area)."""
     if name == "small_yolov3":
-        return small_yolov3(num_classes, anchors, width)
+        return small_yolov3(num_classes, anchors, width, heads)
     return small_yolov2(num_classes, anchors, width, passthrough)
 
 
 def output_convs(model: SmallYOLOv2 | SmallYOLOv3) -> list[nn.Conv2d]:
     """The 1x1 convolutions that give ``A * (5 + C)`` channels: the head a new set of classes replaces."""
     if isinstance(model, SmallYOLOv3):
-        return [model.detect32[-1], model.detect16[-1], model.detect8[-1]]
+        return [getattr(model, f"detect{stride}")[-1] for stride in model.strides]
     return [model.detect]
 
 
@@ -614,7 +632,10 @@ def finetune_from(model: SmallYOLOv2 | SmallYOLOv3, path: str, upto: int | None 
     if kind != type(model).__name__.replace("SmallYOLOv", "small_yolov") or config["width"] != model.width:
         raise ValueError(f"--finetune needs a run of the same model and width: {path} is {kind} width "
                          f"{config['width']}, this run trains {type(model).__name__} width {model.width}")  # fmt: skip
-    trained = build_model(kind, len(saved["classes"]), saved["anchors"], config["width"], config.get("passthrough"))
+    trained = build_model(kind, len(saved["classes"]), saved["anchors"], config["width"], config.get("passthrough"),
+                          config.get("heads", 3))
+    if isinstance(model, SmallYOLOv3) and trained.heads != model.heads:
+        raise ValueError(f"--finetune needs as many heads: {path} has {trained.heads}, this run {model.heads}")
     trained.load_state_dict(saved["model"])
     if isinstance(model, SmallYOLOv2):
         if trained.passthrough_fold != model.passthrough_fold:
@@ -634,7 +655,7 @@ def finetune_from(model: SmallYOLOv2 | SmallYOLOv3, path: str, upto: int | None 
         for name, tensor in trained.state_dict().items():
             if name not in head_names:
                 target_state[name].copy_(tensor)
-    return f"fine-tuning from {path}: every layer copied but the three detectors' output convolutions"
+    return f"fine-tuning from {path}: every layer copied but the detectors' output convolutions"
 
 
 def model_loss(model: nn.Module, output, boxes: Tensor, counts: Tensor, num_classes: int, image_size: int,
@@ -708,6 +729,38 @@ def learning_rate(step: int, steps: int, lr: float, warmup: int = 0) -> float:
         return lr * (step + 1) / warmup
     done = (step - warmup) / max(steps - warmup, 1)
     return 0.5 * lr * (1.0 + math.cos(math.pi * done))
+
+
+def darknet_learning_rate(step: int, steps: int, lr: float, burn_in: int = 0) -> float:
+    """The learning rate of step ``step`` (0-based) of ``steps`` by Darknet's ``policy=steps``.
+
+    ``get_current_rate`` in ``src/network.c`` with yolov2-voc.cfg's numbers: during the burn-in
+    ``lr * (batch / burn_in) ** 4`` (batch counted from 1, as Darknet counts after the update);
+    then ``lr``, times 0.1 from 40,000 / 80,200 of the run and 0.01 from 60,000 / 80,200.
+    """
+    if step < burn_in:
+        return lr * ((step + 1) / burn_in) ** DARKNET_BURN_IN_POWER
+    scale = 1.0
+    for boundary in DARKNET_STEPS:
+        if step >= round(steps * boundary / DARKNET_MAX_BATCHES):
+            scale *= 0.1
+    return lr * scale
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW on every parameter, or Darknet's SGD: momentum, and the decay on convolution weights only.
+
+    Darknet's ``update_convolutional_layer`` adds ``decay`` times the weights to their gradient
+    (an L2 term, as ``torch.optim.SGD``'s ``weight_decay``) but not to the biases or the
+    BatchNorm scales; dividing the learning rate by the batch as Darknet does equals our loss per image.
+    """
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    decayed = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    chosen = {id(p) for p in decayed}
+    others = [p for p in model.parameters() if id(p) not in chosen]
+    groups = [{"params": decayed, "weight_decay": config.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=config.lr, momentum=DARKNET_MOMENTUM)
 
 
 def save_checkpoint(path: str, state: dict) -> None:
@@ -804,7 +857,7 @@ def model_from_checkpoint(path: str) -> SmallYOLOv2 | SmallYOLOv3:
     state = load_checkpoint(path)
     config = state["config"]
     model = build_model(config.get("model", "small_yolov2"), len(state["classes"]), state["anchors"],
-                        config["width"], config["passthrough"])
+                        config["width"], config["passthrough"], config.get("heads", 3))
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -983,12 +1036,13 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
     num_anchors = config.num_anchors or MODEL_ANCHORS[config.model]
     anchors = _anchor_list(shapes, num_anchors, config.seed) if resumed is None else resumed["anchors"]
     torch.manual_seed(config.seed)  # the initial weights
-    model = build_model(config.model, num_classes, anchors, config.width, config.passthrough)
+    model = build_model(config.model, num_classes, anchors, config.width, config.passthrough, config.heads)
     started_from = None
     if config.finetune is not None and resumed is None:
         started_from = finetune_from(model, config.finetune, config.upto)
     model = model.to(device, memory_format=LAYOUT)  # see LAYOUT
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
+    schedule = learning_rate if config.optimizer == "adamw" else darknet_learning_rate
     history = TrainHistory(anchors=anchors, model=model)
     step = 0
     if resumed is not None:
@@ -1087,7 +1141,7 @@ def _train(config: TrainConfig, processes: _Processes, resumed: dict | None) -> 
             started = time.perf_counter()
             images, boxes, counts = next(batches)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, config.steps, config.lr, config.warmup)
+                group["lr"] = schedule(step, config.steps, config.lr, config.warmup)
             output = network(images.to(device, memory_format=LAYOUT))  # (N, A*(5+C), H/16, W/16) or 3 heads
             result = model_loss(
                 model, output, boxes.to(device), counts.to(device), num_classes, images.shape[-1],
@@ -1218,7 +1272,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr", type=float, help=f"AdamW's peak learning rate, decayed by a cosine to 0 (default {defaults.lr})")
     add("--warmup", type=int, help="steps over which the learning rate climbs linearly to --lr before the cosine "
         f"(default {defaults.warmup}; 0: none)")
-    add("--weight-decay", type=float, help=f"AdamW's decoupled weight decay (default {defaults.weight_decay})")
+    add("--weight-decay", type=float, help=f"AdamW's decoupled weight decay, or darknet_sgd's decay of the "
+        f"convolution weights (yolov2-voc.cfg: 0.0005) (default {defaults.weight_decay})")
+    add("--optimizer", choices=list(OPTIMIZERS), help="adamw with --warmup and a cosine, or Darknet's SGD: momentum "
+        "0.9, a burn-in of --warmup steps, lr x 0.1 at about 50%% and 75%% of the steps (default adamw)")
     add("--seed", type=int, help=f"seed of the training images, initial weights, k-means (default {defaults.seed})")
     add("--train-images", type=int, help="cycle over this many training images in seeded epochs; "
         f"0 draws a new image for every sample (default {defaults.train_images})")
@@ -1229,6 +1286,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--min-side", type=float, help="smallest object side drawn, a fraction of the image "
         f"(default {RECIPE_MIN_SIDE}; the data generator's own default is {MIN_SIDE})")
     add("--max-side", type=float, help=f"largest object side drawn, a fraction of the image (default {MAX_SIDE})")
+    add("--heads", type=int, choices=[3, 1], help="small_yolov3: three heads at strides 32, 16, 8, or the stride-16 "
+        f"head alone with all nine anchors (default {defaults.heads})")
     add("--passthrough", choices=["darknet_reorg", "space_to_depth", "none"],
         help=f"small_yolov2: how the passthrough folds its 2x2 blocks, or none (default {defaults.passthrough})")
     add("--prior-images", type=int, help="small_yolov2: the loss pulls every box toward its anchor until this "

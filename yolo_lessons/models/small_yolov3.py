@@ -68,7 +68,8 @@ class SmallYOLOv3(nn.Module):
     """Darknet-53's layout at ``width / 32`` of its filters and YOLOv3's three heads.
 
     Returns three raw outputs at strides 32, 16, 8 (head order of ``masks``), each
-    (N, 3 * (5 + C), H/stride, W/stride), anchor-major like ``YOLOv3``.
+    (N, 3 * (5 + C), H/stride, W/stride), anchor-major like ``YOLOv3``; with ``heads=1``, one
+    output at stride 16 of (N, 9 * (5 + C), H/16, W/16).
     ``anchors`` (9, 2) are in pixels of the network input, sorted by area.
     """
 
@@ -77,6 +78,7 @@ class SmallYOLOv3(nn.Module):
         num_classes: int,
         anchors: tuple[tuple[float, float], ...] | list | Tensor,
         width: int = 8,
+        heads: int = 3,
     ):
         super().__init__()
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
@@ -97,9 +99,13 @@ class SmallYOLOv3(nn.Module):
             raise ValueError(f"expected a positive integer num_classes, got {num_classes!r}")
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"expected a positive integer width (filters of the stem conv), got {width!r}")
-        self.num_classes, self.width = num_classes, width
-        self.masks = MASKS
-        self.strides = STRIDES  # (32, 16, 8), the order of the outputs
+        if heads not in (1, 3):
+            raise ValueError(f"expected heads 3 (strides 32, 16, 8) or 1 (stride 16 alone), got {heads!r}")
+        self.num_classes, self.width, self.heads = num_classes, width, heads
+        # One head: the stride-16 detector alone predicts with all nine anchors (the comparison of
+        # chapter 10: same backbone, same neck up to stride 16, same loss, one scale instead of three).
+        self.masks = MASKS if heads == 3 else (tuple(range(NUM_ANCHORS)),)
+        self.strides = STRIDES if heads == 3 else (16,)  # the order of the outputs
         self.register_buffer("anchors", anchors, persistent=False)  # (9, 2) input pixels
 
         self.stem = ConvBlock(3, STEM_MULTIPLE * width, 3)
@@ -110,25 +116,30 @@ class SmallYOLOv3(nn.Module):
         self.stages = nn.ModuleList(stages)
         route16, route8 = SMALL_YOLOV3_STAGES[3][0] * width, SMALL_YOLOV3_STAGES[2][0] * width  # 16w, 8w
         n32, n16, n8 = (m * width for m in NECK_MULTIPLES)  # 8w, 4w, 2w
-        out = [len(mask) * (5 + num_classes) for mask in MASKS]  # 3 * (5 + C) each
+        per_anchor = 5 + num_classes
         self.neck32 = conv_set(in_channels, n32)
-        self.detect32 = detector(n32, out[0])
         self.lateral16 = ConvBlock(n32, n32 // 2, 1)  # 4w; yolov3.cfg: 256 filters of 512
         self.neck16 = conv_set(n32 // 2 + route16, n16)
-        self.detect16 = detector(n16, out[1])
+        if heads == 1:
+            self.detect16 = detector(n16, NUM_ANCHORS * per_anchor)  # 9 * (5 + C)
+            return
+        self.detect32 = detector(n32, len(MASKS[0]) * per_anchor)  # 3 * (5 + C) each
+        self.detect16 = detector(n16, len(MASKS[1]) * per_anchor)
         self.lateral8 = ConvBlock(n16, n16 // 2, 1)  # 2w; yolov3.cfg: 128 filters of 256
         self.neck8 = conv_set(n16 // 2 + route8, n8)
-        self.detect8 = detector(n8, out[2])
+        self.detect8 = detector(n8, len(MASKS[2]) * per_anchor)
 
     def feature_maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The backbone's stride-8 (8w channels), stride-16 (16w) and stride-32 (32w) maps."""
         return stage_outputs(self.stem, self.stages, x)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         stride8, stride16, stride32 = self.feature_maps(x)
         p32 = self.neck32(stride32)  # (N, 8w, H/32, W/32)
         up = F.interpolate(self.lateral16(p32), scale_factor=2, mode="nearest")  # (N, 4w, H/16, W/16)
         p16 = self.neck16(torch.cat([up, stride16], dim=1))  # upsampled tensor first; (N, 4w, H/16, W/16)
+        if self.heads == 1:
+            return (self.detect16(p16),)  # (N, 9 * (5 + C), H/16, W/16)
         up = F.interpolate(self.lateral8(p16), scale_factor=2, mode="nearest")  # (N, 2w, H/8, W/8)
         p8 = self.neck8(torch.cat([up, stride8], dim=1))  # (N, 2w, H/8, W/8)
         return self.detect32(p32), self.detect16(p16), self.detect8(p8)
@@ -138,13 +149,15 @@ def small_yolov3(
     num_classes: int = 3,
     anchors: tuple[tuple[float, float], ...] | list | Tensor | None = None,
     width: int = 8,
+    heads: int = 3,
 ) -> SmallYOLOv3:
     """A scaled-down YOLOv3 (see the module docstring): heads at strides 32, 16 and 8.
 
     ``anchors`` (9, 2) in input pixels, sorted by area; by default nine placeholder shapes
     for 128 x 128 inputs (the training command replaces them by k-means anchors).
-    1,176,736 trainable parameters at ``width=8`` and 3 classes.
+    1,176,736 trainable parameters at ``width=8`` and 3 classes. ``heads=1`` keeps the
+    stride-16 detector alone, predicting with all nine anchors (chapter 10's one-scale arm).
     """
     if anchors is None:
         anchors = DEFAULT_ANCHORS
-    return SmallYOLOv3(num_classes, anchors, width)
+    return SmallYOLOv3(num_classes, anchors, width, heads)

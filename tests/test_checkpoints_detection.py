@@ -297,3 +297,303 @@ def test_step_check_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     check_train_step(step_book)
     assert torch.equal(torch.rand(3), expected)
+
+
+# --- The second learner trial: more right answers, more wrong ones ---------------------
+
+
+def nms_darknet_zeroing(boxes, scores, iou_threshold=0.45):
+    """Right, Darknet's style: sort each class, zero the scores of a copy as boxes are suppressed."""
+    scores = scores.clone()
+    kept = set()
+    for c in range(scores.shape[1]):
+        order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i, c]), i))
+        for rank, i in enumerate(order):
+            if scores[i, c] <= 0:
+                continue
+            kept.add((i, c))
+            for j in order[rank + 1:]:
+                if iou(boxes[i].tolist(), boxes[j].tolist()) > iou_threshold:
+                    scores[j, c] = 0
+    return kept  # a set of pairs: the order is free
+
+
+def nms_lists(boxes, scores, iou_threshold=0.45):
+    """Right, numpy IoU, pairs as lists, classes walked from the last."""
+    b = boxes.double().numpy()
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    kept = []
+    for c in reversed(range(scores.shape[1])):
+        column = scores[:, c].numpy()
+        order = [int(i) for i in np.argsort(-column, kind="stable") if column[i] > 0]
+        while order:
+            i, *order = order
+            kept.append([i, c])
+            w = np.clip(np.minimum(b[i, 2], b[order, 2]) - np.maximum(b[i, 0], b[order, 0]), 0, None)
+            h = np.clip(np.minimum(b[i, 3], b[order, 3]) - np.maximum(b[i, 1], b[order, 1]), 0, None)
+            overlap = w * h / (area[i] + area[order] - w * h)
+            order = [j for j, o in zip(order, overlap, strict=True) if not o > iou_threshold]
+    return kept
+
+
+def nms_wrong(boxes, scores, iou_threshold=0.45, *, overlap="iou", ascending=False, first_only=False,
+              below=False, xxyy=False, centre_size=False, next_only=False, fixed_threshold=False,
+              box_once=False, class_first=False, numpy_ints=False):
+    """The second trial's wrong answers; the keywords make one mistake each."""
+    threshold = 0.45 if fixed_threshold else iou_threshold
+    b = boxes.double().tolist()
+    if xxyy:  # read as x1, x2, y1, y2
+        b = [[x1, y1, x2, y2] for x1, x2, y1, y2 in b]
+    if centre_size:  # read as cx, cy, w, h
+        b = [[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] for cx, cy, w, h in b]
+
+    def measure(p, q):
+        w, h = min(p[2], q[2]) - max(p[0], q[0]), min(p[3], q[3]) - max(p[1], q[1])
+        area_p, area_q = (p[2] - p[0]) * (p[3] - p[1]), (q[2] - q[0]) * (q[3] - q[1])
+        if overlap == "no clamp":
+            return w * h / (area_p + area_q - w * h)
+        w, h = max(w, 0.0), max(h, 0.0)
+        if overlap == "plus one":
+            w, h = max(min(p[2], q[2]) - max(p[0], q[0]) + 1, 0.0), max(min(p[3], q[3]) - max(p[1], q[1]) + 1, 0.0)
+            area_p, area_q = (p[2] - p[0] + 1) * (p[3] - p[1] + 1), (q[2] - q[0] + 1) * (q[3] - q[1] + 1)
+        union = {"iou": area_p + area_q - w * h, "plus one": area_p + area_q - w * h, "dice": area_p + area_q,
+                 "min": min(area_p, area_q)}[overlap]
+        return w * h / union
+
+    kept, taken = [], set()
+    for c in range(scores.shape[1]):
+        ranked = sorted((i for i in range(len(b)) if scores[i, c] > 0 and not (box_once and i in taken)),
+                        key=lambda i: (float(scores[i, c]) if ascending else -float(scores[i, c]), i))
+        alive = [True] * len(ranked)
+        for rank, i in enumerate(ranked):
+            if not alive[rank]:
+                continue
+            kept.append((c, i) if class_first else (np.int64(i), c) if numpy_ints else (i, c))
+            taken.add(i)
+            if first_only:
+                break
+            for later in range(rank + 1, min(rank + 2, len(ranked)) if next_only else len(ranked)):
+                value = measure(b[i], b[ranked[later]])
+                if (value < threshold) if below else (value > threshold):
+                    alive[later] = False
+    return kept
+
+
+@pytest.mark.parametrize("answer", [nms_darknet_zeroing, nms_lists], ids=["zeroing a copy, a set", "numpy, lists"])
+def test_nms_check_passes_more_correct_answers_with_its_usual_output(answer, capsys):
+    check_per_class_nms(answer)
+    assert capsys.readouterr().out == (
+        "the same (box, class) pairs as the reference on 302 random images ... ok\n"
+        "ties, duplicate boxes, several classes and IoU exactly at the threshold included ... ok\n")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(overlap="dice"), "random images differ"),
+        (dict(overlap="plus one"), "random images differ"),
+        (dict(overlap="min"), "random images differ"),
+        (dict(overlap="no clamp"), "random images differ"),
+        (dict(ascending=True), "random images differ"),
+        (dict(first_only=True), "random images differ"),
+        (dict(below=True), "random images differ"),
+        (dict(xxyy=True), "random images differ|raised ZeroDivisionError"),
+        (dict(centre_size=True), "random images differ"),
+        (dict(next_only=True), "random images differ"),
+        (dict(fixed_threshold=True), "random images differ"),
+        (dict(box_once=True), "random images differ"),
+        (dict(class_first=True), r"is not a \(box index, class\)|random images differ"),
+        (dict(numpy_ints=True), "Python ints.*numpy|Python ints.*int64"),
+    ],
+    ids=["overlap over the sum of areas", "pixel +1 areas", "overlap over the smaller area", "overlap not clamped",
+         "ascending scores", "one box per class", "suppresses below the threshold", "boxes read x1 x2 y1 y2",
+         "boxes read as centre and size", "only the next box suppressed", "threshold fixed at 0.45",
+         "a box kept in one class only", "(class, box) pairs", "numpy int indices"],
+)
+def test_nms_check_fails_the_second_trials_wrong_answers(options, message):
+    with pytest.raises(CheckpointError, match=message):
+        check_per_class_nms(lambda b, s, iou_threshold=0.45: nms_wrong(b, s, iou_threshold, **options))
+
+
+def ap_torch_envelope(scores, true_positive, num_ground_truth):
+    """Right, torch: the envelope with a flipped cummax, the area as a sum over the hits."""
+    if len(scores) == 0:
+        return 0
+    order = torch.sort(scores, descending=True, stable=True).indices
+    hits = true_positive[order].double()
+    tp = hits.cumsum(0)
+    precision = tp / torch.arange(1, len(tp) + 1)
+    envelope = precision.flip(0).cummax(0).values.flip(0)
+    return float((envelope * hits).sum() / num_ground_truth)  # each hit adds 1/G of recall
+
+
+def ap_numpy_float(scores, true_positive, num_ground_truth):
+    """Right, returns a numpy float64 (a float subclass), the steps read where recall grows."""
+    order = np.argsort(-scores.numpy(), kind="mergesort")
+    tp = np.cumsum(true_positive.numpy()[order])
+    precision = tp / np.arange(1, len(tp) + 1)
+    recall = tp / num_ground_truth
+    steps = np.diff(np.concatenate([[0.0], recall]))
+    best = np.array([precision[k:].max() for k in range(len(precision))])
+    return np.float64((steps * best).sum())
+
+
+def ap_wrong(scores, true_positive, num_ground_truth, *, swap_pr=False, envelope="right", area="steps",
+             percent=False, gt_minus_one=False, previous_stuck=False, final_only=False, empty="zero",
+             recall_over_detections=False):
+    """The second trial's wrong answers; the keywords make one mistake each."""
+    if len(scores) == 0:
+        if empty == "nan":
+            return float("nan")
+        return 0.0
+    order = torch.sort(scores, descending=True, stable=True).indices
+    tp = true_positive[order].double().cumsum(0)
+    count = torch.arange(1, len(tp) + 1, dtype=torch.float64)
+    precision = tp / count
+    recall = tp / (len(tp) if recall_over_detections else num_ground_truth - (1 if gt_minus_one else 0) or 1)
+    if swap_pr:
+        precision, recall = recall, precision
+    if final_only:
+        return float(precision[-1] * recall[-1])
+    if envelope == "left":
+        precision = precision.cummax(0).values
+    elif envelope == "none":
+        pass
+    elif envelope == "excluding":
+        precision = torch.cat([precision[1:].flip(0).cummax(0).values.flip(0), precision.new_zeros(1)])
+    else:
+        precision = precision.flip(0).cummax(0).values.flip(0)
+    if area == "trapezoid":
+        value = float(torch.trapezoid(torch.cat([precision[:1], precision]), torch.cat([recall.new_zeros(1), recall])))
+    else:
+        total, previous = 0.0, 0.0
+        for r, p in zip(recall.tolist(), precision.tolist(), strict=True):
+            if r > previous:
+                total += (r - (0.0 if previous_stuck else previous)) * p
+                previous = r
+        value = total
+    return 100 * value if percent else value
+
+
+def ap_trapezoid_on_envelope(scores, true_positive, num_ground_truth):
+    """Right, though it looks wrong: on the envelope, trapezoids give the steps' area (the envelope only
+    drops after a false positive, where recall does not move)."""
+    return ap_wrong(scores, true_positive, num_ground_truth, area="trapezoid")
+
+
+@pytest.mark.parametrize("answer", [ap_torch_envelope, ap_numpy_float, ap_trapezoid_on_envelope],
+                         ids=["torch cummax", "numpy float64", "trapezoids on the envelope"])
+def test_ap_check_passes_more_correct_answers_with_its_usual_output(answer, capsys):
+    check_average_precision(answer)
+    assert capsys.readouterr().out == (
+        "the all-point AP of the reference on 27 cases ... ok\n"
+        "a perfect class, no detections, duplicates and unsorted scores included ... ok\n")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(recall_over_detections=True), "divides by the number of ground truths"),
+        (dict(swap_pr=True), "cases differ.*expected AP"),
+        (dict(envelope="left"), "cases differ.*expected AP"),
+        (dict(envelope="excluding"), "cases differ.*expected AP"),
+        (dict(envelope="none", area="trapezoid"), "cases differ.*expected AP"),
+        (dict(percent=True), "cases differ.*expected AP"),
+        (dict(gt_minus_one=True), "cases differ.*expected AP"),
+        (dict(previous_stuck=True), "cases differ.*expected AP"),
+        (dict(final_only=True), "cases differ.*expected AP"),
+        (dict(empty="nan"), "cases differ.*expected AP"),
+    ],
+    ids=["recall over the detections", "precision and recall swapped", "envelope from the left",
+         "envelope without the point itself", "trapezoids without the envelope", "a percentage",
+         "one ground truth fewer",
+         "every step from recall 0", "final precision times recall", "nan with no detections"],
+)
+def test_ap_check_fails_the_second_trials_wrong_answers(options, message):
+    with pytest.raises(CheckpointError, match=message):
+        check_average_precision(lambda s, t, g: ap_wrong(s, t, g, **options))
+
+
+def test_ap_check_fails_an_answer_that_fails_on_no_detections():
+    def max_of_empty(scores, true_positive, num_ground_truth):
+        order = torch.sort(scores, descending=True, stable=True).indices
+        tp = true_positive[order].double().cumsum(0)
+        precision = tp / torch.arange(1, len(tp) + 1)
+        return float(precision.max() * tp[-1] / num_ground_truth)  # max() of no detections raises
+
+    with pytest.raises(CheckpointError, match="raised"):
+        check_average_precision(max_of_empty)
+
+
+def step_retain_graph(model, optimizer, images, boxes, counts, seen):
+    """Right, another order: the loss read before backward, zero_grad without set_to_none, retain_graph."""
+    optimizer.zero_grad(set_to_none=False)
+    loss = region_loss(model(images), boxes, counts, model.anchors, model.num_classes, seen=seen).loss
+    per_image = loss.div(images.size(0))
+    value = per_image.detach().item()
+    per_image.backward(retain_graph=True)
+    optimizer.step()
+    return value
+
+
+def step_wrong(model, optimizer, images, boxes, counts, seen, *, zero_after_backward=False, step_first=False,
+               eval_mode=False, per_object=False, seen_plus_batch=False, second_forward_after=False,
+               clip=False, two_steps=False, no_grad_forward=False, scaled_images=False):
+    """The second trial's wrong answers; the keywords make one mistake each."""
+    if eval_mode:
+        model.eval()
+    if scaled_images:
+        images = images * 255
+    if no_grad_forward:
+        with torch.no_grad():
+            output = model(images)
+    else:
+        output = model(images)
+    result = region_loss(output, boxes, counts, model.anchors, model.num_classes,
+                         seen=seen + len(images) if seen_plus_batch else seen)
+    loss = result.loss / (counts.sum() if per_object else len(images))
+    if step_first:
+        optimizer.step()
+    optimizer.zero_grad()
+    loss.backward()
+    if zero_after_backward:
+        optimizer.zero_grad()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    if two_steps:
+        optimizer.step()
+    if second_forward_after:  # "the loss after the step"
+        return float(region_loss(model(images), boxes, counts, model.anchors, model.num_classes,
+                                 seen=seen).loss / len(images))
+    return loss.item()
+
+
+def test_step_check_passes_another_correct_answer_with_its_usual_output(capsys):
+    check_train_step(step_retain_graph)
+    assert capsys.readouterr().out == (
+        "the same parameters and BatchNorm statistics as the reference after 3 steps ... ok\n"
+        "with AdamW and with SGD with momentum, and the same loss per image returned ... ok\n")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(zero_after_backward=True), "did not change.*the order is optimizer.zero_grad"),
+        (dict(step_first=True), "parameters after 3 steps differ|raised RuntimeError"),
+        (dict(eval_mode=True), "parameters after 3 steps differ|running statistics"),
+        (dict(per_object=True), "parameters after 3 steps differ"),
+        (dict(seen_plus_batch=True), "parameters after 3 steps differ"),
+        (dict(second_forward_after=True), "running statistics"),
+        (dict(clip=True), "parameters after 3 steps differ"),
+        (dict(two_steps=True), "parameters after 3 steps differ"),
+        (dict(no_grad_forward=True), "raised RuntimeError"),
+        (dict(scaled_images=True), "parameters after 3 steps differ"),
+    ],
+    ids=["zero_grad between backward and step", "step before backward", "eval mode", "divided by the objects",
+         "seen counted one batch ahead", "the loss after the step", "gradients clipped", "two steps",
+         "forward under no_grad", "images scaled to 0-255"],
+)
+def test_step_check_fails_the_second_trials_wrong_answers(options, message):
+    with pytest.raises(CheckpointError, match=message):
+        check_train_step(lambda *args: step_wrong(*args, **options))

@@ -213,3 +213,159 @@ def test_load_bn_conv_says_what_differs_when_no_known_mistake_explains_it():
 
     with pytest.raises(CheckpointError, match="the beta differs from the file's"):
         check_load_bn_conv(loads_nothing)
+
+
+# --- The second learner trial: more right answers, more wrong ones ---------------------
+
+
+def header_int_from_bytes(raw):
+    """Right, with int.from_bytes, seen read as a signed 8-byte int (the same for any seen below 2**63)."""
+    major, minor, revision = (int.from_bytes(raw[i:i + 4], "little", signed=True) for i in (0, 4, 8))
+    wide = (major * 10 + minor) >= 2 and major < 1000 and minor < 1000
+    size = 8 if wide else 4
+    return [major, minor, revision, int.from_bytes(raw[12:12 + size], "little", signed=True), 12 + size]
+
+
+def header_two_halves(raw):
+    """Right, every word as an unsigned int32, an 8-byte seen from its two halves."""
+    words = [int(v) for v in np.frombuffer(raw[:20], dtype="<u4")]
+    major, minor, revision = words[:3]
+    if major * 10 + minor >= 2 and not (major >= 1000 or minor >= 1000):
+        return major, minor, revision, words[3] + (words[4] << 32), 20
+    return major, minor, revision, words[3], 16
+
+
+def header_wrong(raw, *, rule="darknet", seen_offset=12, size=None, order="usual", revision_fixed=False,
+                 seen_float=False):
+    """The second trial's wrong answers; the keywords make one mistake each."""
+    major, minor, revision = struct.unpack_from("<3i", raw)
+    wide = {
+        "darknet": major * 10 + minor >= 2 and major < 1000 and minor < 1000,
+        "greater than 2": major * 10 + minor > 2 and major < 1000 and minor < 1000,
+        "either below 1000": major * 10 + minor >= 2 and (major < 1000 or minor < 1000),
+        "minor only": minor >= 2 and major < 1000 and minor < 1000,
+        "major only": major >= 1 and major < 1000,
+    }[rule]
+    if seen_float:
+        seen = struct.unpack_from("<d" if wide else "<f", raw, seen_offset)[0]
+    else:
+        seen = struct.unpack_from("<Q" if wide else "<i", raw, seen_offset)[0]
+    header_bytes = size if size is not None else (20 if wide else 16)
+    if revision_fixed:
+        revision = 0
+    if order == "size before seen":
+        return major, minor, revision, header_bytes, seen
+    return major, minor, revision, seen, header_bytes
+
+
+@pytest.mark.parametrize("fn", [header_int_from_bytes, header_two_halves], ids=["int.from_bytes", "two uint32 halves"])
+def test_read_header_passes_more_correct_readers_with_its_usual_output(fn, capsys):
+    check_read_header(fn)
+    assert capsys.readouterr().out == (
+        "current headers (0, 2, 0), (0, 2, 5), (1, 0, 0): 8-byte seen, 20 bytes ... ok\n"
+        "version 0.1, major 1000 and 2015 headers: 4-byte seen, 16 bytes ... ok\n"
+        "five plain Python ints each time ... ok\n")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(rule="greater than 2"), "seen was read as 4 bytes; it is 8 bytes (uint64) when major*10 + minor >= 2 "
+                                      "(0*10 + 2 = 2)"),
+        (dict(rule="either below 1000"), "only when major and minor are both below 1000"),
+        (dict(rule="minor only"), "a version 1.0 header: seen was read as 4 bytes"),
+        (dict(rule="major only"), "a current file (0, 2, 0), as pjreddie's Darknet writes: seen was read as 4 bytes"),
+        (dict(seen_offset=16), "expected .*, got"),
+        (dict(size=20), "expected .*, got"),
+        (dict(size=24), "expected .*, got"),
+        (dict(order="size before seen"), "expected .*, got"),
+        (dict(revision_fixed=True), "an AlexeyAB file .*: expected .*, got"),
+        (dict(seen_float=True), "expected .*, got"),
+    ],
+    ids=["> 2 instead of >= 2", "either below 1000", "minor alone decides", "major alone decides",
+         "seen read 4 bytes too far", "always 20 header bytes", "24 header bytes", "size before seen",
+         "revision always 0", "seen read as a float"],
+)
+def test_read_header_fails_the_second_trials_wrong_answers(options, message):
+    with pytest.raises(CheckpointError, match=message if ".*" in message else re.escape(message)):
+        check_read_header(lambda raw: header_wrong(raw, **options))
+
+
+def load_state_dict_style(floats, offset, block):
+    """Right, another style: the five arrays sliced in a loop, handed to load_state_dict."""
+    state = block.state_dict()
+    for name in ("bn.bias", "bn.weight", "bn.running_mean", "bn.running_var", "conv.weight"):
+        count = state[name].numel()
+        state[name] = torch.tensor(floats[offset:offset + count].reshape(tuple(state[name].shape)))
+        offset += count
+    block.load_state_dict(state)
+    return int(offset)
+
+
+def load_wrong(floats, offset, block, *, kernel_layout="out in kh kw", variance="as stored", skip_var=False,
+               start=0, float64=False, float_offset=False, fortran=False, offset_in_bytes=False):
+    """The second trial's wrong answers; the keywords make one mistake each."""
+    position = offset * 4 if offset_in_bytes else offset + start
+    with torch.no_grad():
+        for name in BN_ORDER:
+            if skip_var and name == "bn.running_var":
+                continue
+            tensor = tensors_of(block, (name,))[0]
+            count = tensor.numel()
+            values = np.array(floats[position:position + count], dtype=np.float64 if float64 else np.float32)
+            position += count
+            if name == "conv.weight":
+                o, i, kh, kw = tensor.shape
+                if kernel_layout == "out in kw kh":
+                    values = values.reshape(o, i, kw, kh).transpose(0, 1, 3, 2)
+                elif kernel_layout == "out kh kw in":
+                    values = values.reshape(o, kh, kw, i).transpose(0, 3, 1, 2)
+                elif fortran:
+                    values = values.reshape(tuple(tensor.shape), order="F")
+            if name == "bn.running_var" and variance == "sqrt":
+                values = np.sqrt(values)
+            if name == "bn.running_var" and variance == "plus eps":
+                values = values + 1e-5
+            if float64:  # the block's tensor replaced by a float64 one
+                module, attribute = name.split(".")
+                holder = getattr(block, module)
+                if attribute.startswith("running"):
+                    setattr(holder, attribute, torch.from_numpy(values.reshape(tuple(tensor.shape))))
+                else:
+                    getattr(holder, attribute).data = torch.from_numpy(values.reshape(tuple(tensor.shape)))
+            else:
+                tensor.copy_(torch.from_numpy(values.reshape(tuple(tensor.shape))))
+    result = position - start if not offset_in_bytes else offset + (position - offset * 4)
+    return float(result) if float_offset else result
+
+
+@pytest.mark.parametrize("fn", [load_state_dict_style], ids=["load_state_dict"])
+def test_load_bn_conv_passes_another_correct_reader_with_its_usual_output(fn, capsys):
+    check_load_bn_conv(fn)
+    assert capsys.readouterr().out == (
+        "two files, five BatchNorm conv layers read one after another ... ok\n"
+        "beta, gamma, running mean, running variance, then the (out, in, kh, kw) kernel ... ok\n"
+        "each call returns the offset of the next layer, a Python int ... ok\n")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(kernel_layout="out in kw kh"), "the kernel differs from the file's"),
+        (dict(kernel_layout="out kh kw in"), "the kernel differs from the file's"),
+        (dict(fortran=True), "the kernel differs from the file's"),
+        (dict(variance="sqrt"), "the running variance differs from the file's"),
+        (dict(variance="plus eps"), "the running variance differs from the file's"),
+        (dict(skip_var=True), "the running variance differs from the file's"),
+        (dict(start=1), "the beta differs from the file's"),
+        (dict(float64=True), "float64.*float32"),
+        (dict(float_offset=True), "the returned offset must be a Python int.*float"),
+        (dict(offset_in_bytes=True), "the offset counts floats|raised ValueError"),
+    ],
+    ids=["kernel (out, in, kw, kh)", "kernel channels last", "kernel in Fortran order", "square root of the variance",
+         "variance plus eps", "variance skipped", "one float too far", "float64 tensors", "a float offset",
+         "offset taken as bytes"],
+)
+def test_load_bn_conv_fails_the_second_trials_wrong_answers(options, message):
+    with pytest.raises(CheckpointError, match=message):
+        check_load_bn_conv(lambda floats, offset, block: load_wrong(floats, offset, block, **options))

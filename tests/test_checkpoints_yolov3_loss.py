@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -182,3 +183,173 @@ def test_objectness_unknown_mistake_says_expected_and_got():
 def test_objectness_detached_result_is_refused():
     with pytest.raises(CheckpointError, match="differentiable"):
         check_objectness_loss(lambda *args: objectness_formula(*args).detach())
+
+
+# --- The second learner trial: more right answers, more wrong ones ---------------------
+
+
+def assign_pixels(box, anchors, masks, image_size, grid_sizes):
+    """Right, another unit: the box in pixels compared with the anchors in pixels, math.floor, a clamped centre."""
+    import math
+
+    cx, cy = min(box[0], 1 - 1e-9), min(box[1], 1 - 1e-9)
+    w, h = box[2] * image_size, box[3] * image_size
+    ious = [min(w, aw) * min(h, ah) / (w * h + aw * ah - min(w, aw) * min(h, ah)) for aw, ah in anchors]
+    best = ious.index(max(ious))
+    head = [n for n, mask in enumerate(masks) if best in list(mask)][0]
+    rows, columns = grid_sizes[head]
+    return head, best, math.floor(cy * rows), math.floor(cx * columns)
+
+
+def assign_scale_wrong(box, anchors, masks, image_size, grid_sizes, *, head_rule="masks", iou_swapped=False,
+                       stride_units=False, clamp_limit=1, box_hw=False, over_larger=False, fixed_strides=False,
+                       numpy_ints=False):
+    """The second trial's wrong answers; the keywords make one mistake each."""
+    cx, cy, w, h = box
+    if box_hw:
+        w, h = h, w
+    scores = []
+    for aw, ah in anchors:
+        if iou_swapped:
+            aw, ah = ah, aw
+        scale = image_size / grid_sizes[0][1] if stride_units else image_size  # anchors in cells of head 0
+        aw, ah = aw / scale, ah / scale
+        inter = min(w, aw) * min(h, ah)
+        scores.append(inter / (max(w * h, aw * ah) if over_larger else w * h + aw * ah - inter))
+    best = int(np.argmax(scores))
+    if head_rule == "masks":
+        head = next(s for s, mask in enumerate(masks) if best in mask)
+    elif head_rule == "2 - best // 3":  # YOLOv3's masks hard-coded
+        head = 2 - best // 3
+    else:  # "best // 3": the smallest anchors on head 0
+        head = best // 3
+    rows, columns = grid_sizes[head]
+    if fixed_strides:
+        rows = columns = image_size // (32, 16, 8)[head]
+    row = min(int(cy * rows), rows - clamp_limit)
+    column = min(int(cx * columns), columns - clamp_limit)
+    if numpy_ints:
+        return head, np.int64(best), row, column
+    return head, best, row, column
+
+
+def test_assign_scale_passes_another_correct_answer_with_its_usual_output(capsys):
+    check_assign_scale(assign_pixels)
+    assert capsys.readouterr().out == (
+        "114 boxes at 128 and 416 px: head, anchor of all nine, row and column ... ok\n"
+        "grids wider than tall: rows from cy and H, columns from cx and W ... ok\n"
+        "centres on the right and bottom edges land in the last cell ... ok\n")
+
+
+@pytest.mark.parametrize(
+    ("switches", "message"),
+    [
+        ({"head_rule": "2 - best // 3"}, "order of masks|use masks"),
+        ({"head_rule": "best // 3"}, "order of masks"),
+        ({"iou_swapped": True}, r"expected \(head, anchor, row, column\)"),
+        ({"stride_units": True}, r"expected \(head, anchor, row, column\)"),
+        ({"clamp_limit": 0}, "last cell"),
+        ({"box_hw": True}, r"expected \(head, anchor, row, column\)"),
+        ({"over_larger": True}, r"expected \(head, anchor, row, column\)"),
+        ({"fixed_strides": True}, r"expected \(head, anchor, row, column\)"),
+        ({"numpy_ints": True}, "plain Python int"),
+    ],
+    ids=["YOLOv3's masks hard-coded", "smallest anchors on head 0", "anchor w and h swapped", "anchors in cells",
+         "clamped to W, not W - 1", "box read (w, h) as (h, w)", "overlap over the larger area",
+         "grids from fixed strides", "numpy anchor index"],
+)
+def test_assign_scale_fails_the_second_trials_wrong_answers(switches, message):
+    with pytest.raises(CheckpointError, match=message):
+        check_assign_scale(lambda *args: assign_scale_wrong(*args, **switches))
+
+
+def _best_iou(pred_boxes, truths, *, corners_given=False, union="iou", reduce="max"):
+    """Each prediction's IoU with the truths (A, H, W), the boxes (cx, cy, w, h) unless corners_given."""
+    p = pred_boxes.reshape(-1, 4)
+    pc = p if corners_given else torch.cat([p[:, :2] - p[:, 2:] / 2, p[:, :2] + p[:, 2:] / 2], 1)
+    tc = torch.cat([truths[:, :2] - truths[:, 2:] / 2, truths[:, :2] + truths[:, 2:] / 2], 1)
+    inter = (torch.minimum(pc[:, None, 2:], tc[None, :, 2:]) - torch.maximum(pc[:, None, :2], tc[None, :, :2]))
+    inter = inter.clamp(min=0).prod(-1)
+    pa, ta = (pc[:, 2:] - pc[:, :2]).prod(-1)[:, None], truths[:, 2:].prod(-1)[None]
+    iou = inter / (pa + ta if union == "sum" else pa + ta - inter)
+    best = iou.amax(1) if reduce == "max" else iou.mean(1)
+    return best.reshape(pred_boxes.shape[:-1])
+
+
+def objectness_probabilities(obj_logits, pred_boxes, truths, assignment, head, ignore_thresh=0.7):
+    """Right, another style: BCE on the sigmoid's probabilities, positives by a mask built in a loop."""
+    best = _best_iou(pred_boxes, truths)
+    target = torch.zeros_like(obj_logits)
+    for k in (assignment.scale == head).nonzero()[:, 0].tolist():
+        target[assignment.slot[k], assignment.row[k], assignment.col[k]] = 1
+    trained = (target == 1) | ~(best > ignore_thresh)
+    p = torch.sigmoid(obj_logits)
+    return F.binary_cross_entropy(p[trained], target[trained], reduction="sum")
+
+
+def objectness_wrong(obj_logits, pred_boxes, truths, assignment, head, ignore_thresh=0.7, *, sign=1,
+                     any_head=False, row_col_swapped=False, anchor_not_slot=False, fixed_thresh=False,
+                     union="iou", corners_given=False, corners_in_place=False, inverted=False, reduce="max",
+                     no_sigmoid=False, float32=False):
+    """The second trial's wrong answers; the keywords make one mistake each."""
+    if corners_in_place:  # turns the caller's boxes into corners, then computes right
+        pred_boxes[..., :2] -= pred_boxes[..., 2:] / 2
+        pred_boxes[..., 2:] += pred_boxes[..., :2]
+        corners_given = True
+    threshold = 0.7 if fixed_thresh else ignore_thresh
+    best = _best_iou(pred_boxes, truths, corners_given=corners_given, union=union, reduce=reduce)
+    here = torch.ones_like(assignment.scale, dtype=torch.bool) if any_head else assignment.scale == head
+    slot = (assignment.anchor if anchor_not_slot else assignment.slot)[here]
+    row, col = assignment.row[here], assignment.col[here]
+    if row_col_swapped:
+        row, col = col, row
+    positive = torch.zeros_like(obj_logits, dtype=torch.bool)
+    a, h, w = positive.shape
+    keep = (slot < a) & (row < h) & (col < w)
+    positive[slot[keep], row[keep], col[keep]] = True
+    ignored = best < threshold if inverted else best > threshold
+    weight = (positive | ~ignored).to(obj_logits)
+    logits = obj_logits.float() if float32 else obj_logits
+    if no_sigmoid:
+        loss = -(positive * torch.log(logits.clamp(min=1e-12)) + ~positive * torch.log((1 - logits).clamp(min=1e-12)))
+        return sign * (weight * loss).sum()
+    loss = F.binary_cross_entropy_with_logits(logits, positive.to(logits), weight=weight.to(logits), reduction="sum")
+    return sign * loss
+
+
+@pytest.mark.parametrize("fn", [objectness_probabilities, lambda *args: objectness_wrong(*args, float32=True)],
+                         ids=["BCE on probabilities", "computed in float32 (no dtype is promised)"])
+def test_objectness_passes_more_correct_answers_with_its_usual_output(fn, capsys):
+    check_objectness_loss(fn)
+    assert capsys.readouterr().out == (
+        "48 heads of 16 images: value equals yolo_loss's obj + noobj ... ok\n"
+        "gradient equals yolo_loss's, sigmoid - target on every trained prediction ... ok\n"
+        "an IoU of exactly ignore_thresh is not ignored ... ok\n")
+
+
+@pytest.mark.parametrize(
+    ("switches", "message"),
+    [
+        ({"sign": -1}, "expected .*, got"),
+        ({"any_head": True}, "expected .*, got"),
+        ({"row_col_swapped": True}, "expected .*, got"),
+        ({"anchor_not_slot": True}, "expected .*, got"),
+        ({"fixed_thresh": True}, "expected .*, got"),
+        ({"union": "sum"}, "expected .*, got"),
+        ({"corners_given": True}, "expected .*, got"),
+        ({"corners_in_place": True}, "changed pred_boxes in place"),
+        ({"inverted": True}, "expected .*, got"),
+        ({"reduce": "mean"}, "expected .*, got"),
+        ({"no_sigmoid": True}, "expected .*, got"),
+    ],
+    ids=["sign flipped", "positives of every head", "row and column swapped", "anchor index for the slot",
+         "ignore_thresh fixed at 0.7", "overlap over the sum of areas", "boxes read as corners",
+         "boxes made corners in place", "ignores below the threshold", "mean IoU over the truths",
+         "BCE without the sigmoid"],
+)
+def test_objectness_fails_the_second_trials_wrong_answers(switches, message):
+    def wrong(*args):
+        return objectness_wrong(*args, **switches)
+
+    with pytest.raises(CheckpointError, match=message):
+        check_objectness_loss(wrong)

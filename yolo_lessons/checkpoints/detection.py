@@ -79,7 +79,8 @@ def nms_cases(count: int = 300, seed: int = 0) -> list[tuple[Tensor, Tensor, flo
 
     Boxes gather around a few centres so that they overlap; scores are rounded to a few
     levels (ties), some pairs score 0 (not candidates), some boxes are exact copies of
-    others, and the last cases have pairs whose IoU is exactly the threshold.
+    others, the threshold is 0.45 in most and 0.3 or 0.6 in the others, and the last cases
+    have pairs whose IoU is exactly the threshold.
     """
     generator = torch.Generator().manual_seed(seed)
     cases = []
@@ -95,7 +96,7 @@ def nms_cases(count: int = 300, seed: int = 0) -> list[tuple[Tensor, Tensor, flo
             boxes[1] = boxes[0]  # a duplicate box
         levels = 2 + n % 5  # few distinct scores: ties
         scores = torch.randint(0, levels + 1, (k, c), generator=generator).float() / levels  # 0 = not a candidate
-        cases.append((boxes, scores, 0.45))
+        cases.append((boxes, scores, {1: 0.3, 3: 0.6}.get(n % 5, 0.45)))  # mostly Darknet's 0.45: not a constant
     # IoU exactly 0.5 (a 4 x 2 box inside a 4 x 4 one): decided by > against >=.
     square = torch.tensor([[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 4.0, 2.0], [10.0, 10.0, 14.0, 14.0],
                            [10.0, 12.0, 14.0, 14.0]])
@@ -398,7 +399,9 @@ def _check_train_step(train_step: Callable) -> None:
                     raise CheckpointError(message)
             unchanged = _run_steps(lambda *a: 0.0, kind, batches, learner=False)[0]
             if _same_state(model, unchanged, buffers=False):
-                raise CheckpointError("the parameters did not change: call loss.backward(), then optimizer.step()")
+                raise CheckpointError("the parameters did not change: optimizer.step() was not called or found no "
+                                      "gradients; the order is optimizer.zero_grad(), loss.backward(), "
+                                      "optimizer.step()")
             raise CheckpointError(
                 f"with {name}, the parameters after {len(batches)} steps differ from the reference's, "
                 "taken from the same weights on the same images: forward, the region loss divided by the "

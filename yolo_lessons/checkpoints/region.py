@@ -12,6 +12,7 @@ answer differs does it try the known wrong answers, to name the mistake.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -55,6 +56,20 @@ def _mixed_scales() -> np.ndarray:
     return np.stack([side * np.exp(rng.uniform(-0.6, 0.6, 400)), side], axis=1)
 
 
+def _elongated() -> np.ndarray:
+    """300 shapes of sides 0.2 to 10 and aspects up to 4.5:1, where a wrong "IoU" picks other clusters."""
+    rng = np.random.default_rng(10)
+    side = np.exp(rng.uniform(np.log(0.2), np.log(10.0), 300))
+    aspect = np.exp(rng.uniform(-1.5, 1.5, 300))
+    return np.stack([side * np.sqrt(aspect), side / np.sqrt(aspect)], axis=1)
+
+
+def _distinct_shapes() -> np.ndarray:
+    """10 distinct shapes of distinct areas: with k = 10, k-means from 10 distinct boxes leaves each alone."""
+    return np.array([[0.5, 0.7], [1.0, 0.4], [1.2, 1.5], [3.0, 0.8], [0.9, 3.5],
+                     [2.5, 2.0], [6.0, 1.1], [1.6, 5.0], [4.0, 4.5], [8.0, 6.0]])
+
+
 def _as_centroids(got, k: int) -> np.ndarray:
     try:
         array = np.asarray(got.detach() if isinstance(got, torch.Tensor) else got, dtype=np.float64)
@@ -82,7 +97,12 @@ def _is_fixed_point(wh: np.ndarray, centroids: np.ndarray, distance: str, update
 def check_kmeans_iou(kmeans_iou: Callable) -> None:
     """Check ``kmeans_iou(wh, k, seed=0) -> (k, 2)`` anchors, sorted by area, smallest first."""
     wh = _mixed_scales()
-    got = _as_centroids(call(kmeans_iou, wh.copy(), 5, seed=0), 5)
+    given = wh.copy()
+    got = _as_centroids(call(kmeans_iou, given, 5, seed=0), 5)
+    expect(
+        given.shape == wh.shape and bool(np.array_equal(given, wh)),
+        "kmeans_iou changed the wh it was given (in place, e.g. a shuffle or a sort): work on a copy",
+    )
     again = _as_centroids(call(kmeans_iou, wh.copy(), 5, seed=0), 5)
     expect(bool(np.array_equal(got, again)), "the same seed must give the same anchors: seed the initialisation")
     areas = got[:, 0] * got[:, 1]
@@ -94,6 +114,11 @@ def check_kmeans_iou(kmeans_iou: Callable) -> None:
             )
         if _is_fixed_point(wh, got, "iou", update=np.median):
             raise CheckpointError("each centroid is the median of its boxes; YOLOv2's k-means takes the mean")
+        if _is_fixed_point(wh, got[:, ::-1], "iou"):
+            raise CheckpointError("the anchors are (h, w): k-means converged, but return the widths in column 0 "
+                                  "and the heights in column 1, as in wh")
+        if _columns_sorted_apart(wh, got):
+            raise CheckpointError(_COLUMNS_SORTED)
         raise CheckpointError(
             "the anchors are not where k-means with 1 - IoU stops: assigning every box to the anchor "
             "of highest IoU and moving each anchor to the mean (w, h) of its boxes changes them; "
@@ -106,6 +131,7 @@ def check_kmeans_iou(kmeans_iou: Callable) -> None:
     # k-means can stop in a poor local minimum from an unlucky start: any of five seeds may find the groups.
     expected_groups = np.array([[1.0, 1.0], [4.0, 2.0], [2.0, 6.0]])
     tries = [_as_centroids(call(kmeans_iou, _three_groups(), 3, seed=seed), 3) for seed in range(5)]
+    _expect_area_order(tries, expected_groups)
     expect(
         any(np.allclose(groups, expected_groups, rtol=0.05) for groups in tries),
         f"on three obvious groups of shapes (about 1x1, 4x2, 2x6) expected those three anchors, "
@@ -127,6 +153,13 @@ def check_kmeans_iou(kmeans_iou: Callable) -> None:
         "share their area, so only an IoU of widths and heights (the overlap is min(w1, w2) * min(h1, h2)) "
         "separates them, not one of areas alone",
     )
+    elongated = _elongated()
+    expect(
+        _is_fixed_point(elongated, _as_centroids(call(kmeans_iou, elongated.copy(), 5, seed=0), 5), "iou"),
+        "on 300 elongated shapes (aspects up to 4.5:1) the anchors are not where k-means with 1 - IoU stops, "
+        "though they were on the mixed set: measure the IoU of two centred shapes as overlap / (w1*h1 + w2*h2 - "
+        "overlap), with overlap = min(w1, w2) * min(h1, h2); other overlap measures pick other clusters here",
+    )
     ours = mean_best_iou(kmeans_anchors(wh, 5, distance="iou"), wh)
     theirs = mean_best_iou(got, wh)
     expect(
@@ -134,8 +167,53 @@ def check_kmeans_iou(kmeans_iou: Callable) -> None:
         f"mean best IoU {theirs:.3f} on a mixed set, where the package's k-means reaches {ours:.3f}: "
         "start from k distinct boxes of the data set",
     )
+    shapes = _distinct_shapes()
+    for seed in range(3):
+        alone = _as_centroids(call(kmeans_iou, shapes.copy(), len(shapes), seed=seed), len(shapes))
+        if np.allclose(alone, shapes, rtol=1e-6):
+            continue
+        repeated = len(alone) - len(np.unique(np.round(alone, 9), axis=0))
+        raise CheckpointError(
+            f"on 10 distinct shapes with k = 10 (seed {seed}), every shape is its own anchor: k-means starts from "
+            "all ten and no box changes cluster. "
+            + (f"Got {repeated} repeated anchor(s): start from k distinct boxes of wh (e.g. "
+               "rng.choice(len(wh), k, replace=False))" if repeated else
+               f"Expected {shapes.tolist()} (sorted by area), got {np.round(alone, 3).tolist()}")
+        )
     print("three obvious groups found, anchors sorted by area ... ok")
     print("converged k-means (1 - IoU, mean update); same seed, same anchors ... ok")
+
+
+_COLUMNS_SORTED = ("the widths and heights were sorted separately (np.sort(..., axis=0) sorts each column on its "
+                   "own, which breaks the (w, h) pairs): sort the rows by area, e.g. centroids[np.argsort(w * h)]")
+
+
+def _columns_sorted_apart(wh: np.ndarray, got: np.ndarray) -> bool:
+    """Are both columns of ``got`` sorted, and does some other pairing of them converge?"""
+    if not (np.all(np.diff(got[:, 0]) >= 0) and np.all(np.diff(got[:, 1]) >= 0)):
+        return False
+    return any(
+        _is_fixed_point(wh, np.stack([got[:, 0], got[list(order), 1]], axis=1), "iou")
+        for order in itertools.permutations(range(len(got)))
+        if list(order) != list(range(len(got)))
+    )
+
+
+def _expect_area_order(tries: list[np.ndarray], expected: np.ndarray) -> None:
+    """Name a wrong order when some try holds the expected anchors, only not sorted by area."""
+    for got in tries:
+        if np.allclose(got, expected, rtol=0.05):
+            return
+    for got in tries:
+        by_area = got[np.argsort(got[:, 0] * got[:, 1])]
+        if np.allclose(by_area, expected, rtol=0.05):
+            raise CheckpointError(
+                "on three obvious groups of shapes (about 1x1, 4x2, 2x6) the anchors are right but not sorted "
+                f"by area, smallest first: got {np.round(got, 2).tolist()}"
+            )
+        pairs_broken = np.sort(expected, axis=0)
+        if np.allclose(got, pairs_broken, rtol=0.05) and not np.allclose(pairs_broken, expected, rtol=0.05):
+            raise CheckpointError(_COLUMNS_SORTED)
 
 
 # --- Exercise 2: a ground truth's cell, anchor and targets ----------------------------
@@ -146,7 +224,7 @@ _SMALL = ((0.5, 0.5), (1.0, 2.0), (2.0, 1.0))
 ASSIGN_CASES = (
     ((0.5, 0.5, 0.2, 0.3), _VOC, 13),
     ((0.37, 0.81, 0.05, 0.4), _VOC, 13),  # 0.37 * 13 = 4.81: round() would give column 5
-    ((0.96, 0.12, 0.6, 0.2), _VOC, 13),
+    ((0.96, 0.12, 0.6, 0.15), _VOC, 13),  # an overlap over the larger area, not the union, picks anchor 1
     ((0.61, 0.29, 0.17, 0.52), _VOC, 13),  # the nearest anchor in (w, h) is not the best IoU
     ((1.0, 0.5, 0.1, 0.1), _VOC, 13),  # on the right edge: the last column, x target 1
     ((0.3, 1.0, 0.9, 0.25), _VOC, 13),  # on the bottom edge: the last row
@@ -171,7 +249,7 @@ def _reference_assign(box, anchors, grid: int, *, cell=math.floor, clamp=True, m
     ratio_w, ratio_h = (w * grid / aw, h * grid / ah) if tw != "fraction" else (w / aw, h / ah)
     if tw == "inverted":
         ratio_w, ratio_h = 1 / ratio_w, 1 / ratio_h
-    log = (lambda r: r) if tw == "no log" else math.log
+    log = {"no log": lambda r: r, "log10": math.log10, "log2": math.log2}.get(tw, math.log)
     return row, column, anchor, (cx * grid - column, cy * grid - row, log(ratio_w), log(ratio_h))
 
 
@@ -190,6 +268,10 @@ _ASSIGN_MISTAKES = (
     ({"tw": "inverted"}, "the ratio is upside down: tw = ln(w * grid / anchor_w), the box over the anchor"),
     ({"tw": "no log"}, "tw and th are logarithms: tw = ln(w * grid / anchor_w), because the box is decoded "
      "as anchor_w * exp(tw)"),
+    ({"tw": "log10"}, "tw and th are natural logarithms (math.log), not log10: the box is decoded as "
+     "anchor_w * exp(tw)"),
+    ({"tw": "log2"}, "tw and th are natural logarithms (math.log), not log2: the box is decoded as "
+     "anchor_w * exp(tw)"),
 )
 
 
@@ -245,13 +327,13 @@ def check_assign_target(assign_target: Callable) -> None:
 
 
 def _coord_reference(pred, target, truth_wh, coord_scale: float, *, weight=True, half=True, mean=False,
-                     by_column=False):
+                     by_column=False, coord_mean=False):
     """The coordinate loss; the keywords switch on the known mistakes (None where one cannot happen)."""
     scale = coord_scale * (2 - truth_wh[:, 0] * truth_wh[:, 1]) if weight else torch.full_like(truth_wh[:, 0], 1.0)
     squared = (target - pred) ** 2  # (K, 4)
     if by_column:  # (K,) weights times (K, 4) errors broadcast along the coordinates: possible only for K = 4
         return 0.5 * (scale[None, :] * squared).sum() if len(pred) == squared.shape[1] else None
-    per_box = scale * squared.sum(dim=1) * (0.5 if half else 1.0)  # (K,)
+    per_box = scale * (squared.mean(dim=1) if coord_mean else squared.sum(dim=1)) * (0.5 if half else 1.0)  # (K,)
     return per_box.mean() if mean else per_box.sum()
 
 
@@ -282,6 +364,28 @@ def _coord_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float
     return cases
 
 
+def _averaged(coord_loss: Callable, got, pred, target, truth_wh, coord_scale: float) -> str:
+    """Name a mean over the coordinates (and over the boxes), tried again on 6 boxes where the two differ."""
+    if not torch.allclose(got.detach().double(), _coord_reference(pred, target, truth_wh, coord_scale,
+                                                                  coord_mean=True), rtol=1e-5, atol=1e-8):
+        return ""
+    pred, target, truth_wh, coord_scale = _coord_cases()[-1]  # 6 boxes
+    again = call(coord_loss, pred.clone(), target.clone(), truth_wh.clone(), coord_scale=coord_scale)
+    if not isinstance(again, torch.Tensor) or again.dim() != 0:
+        return ""
+    for box_mean, message in ((True, _ALL_MEAN), (False, _COORD_MEAN)):
+        wrong = _coord_reference(pred, target, truth_wh, coord_scale, coord_mean=True, mean=box_mean)
+        if torch.allclose(again.detach().double(), wrong, rtol=1e-5, atol=1e-8):
+            return message
+    return ""
+
+
+_COORD_MEAN = ("the loss is a quarter of the reference: sum the four coordinates of each box (the sum over d), "
+               "do not average them")
+_ALL_MEAN = ("the loss is averaged over all K x 4 errors (a mean, as F.mse_loss's default reduction): sum the four "
+             "coordinates and the boxes")
+
+
 @checkpoint
 def check_coord_loss(coord_loss: Callable) -> None:
     """Check ``coord_loss(pred, target, truth_wh, coord_scale=1.0) -> scalar tensor``."""
@@ -303,6 +407,9 @@ def check_coord_loss(coord_loss: Callable) -> None:
                     raise CheckpointError(f"{mistake} {case}")
             if coord_scale != 1 and torch.allclose(got.detach().double(), expected / coord_scale, rtol=1e-5):
                 raise CheckpointError(f"coord_scale is not applied: multiply the weight by it {case}")
+            averaged = _averaged(coord_loss, got, pred, target, truth_wh, coord_scale)
+            if averaged:
+                raise CheckpointError(f"{averaged} {case}")
             raise CheckpointError(f"{case}: expected {expected.item():.6f}, got {got.item():.6f}")
         expect(got.requires_grad, f"the loss must stay differentiable with respect to pred {case}")
         (grad,) = torch.autograd.grad(got, leaf)

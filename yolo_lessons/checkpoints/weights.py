@@ -231,8 +231,15 @@ def check_load_bn_conv(fn: Callable) -> None:
                     raise CheckpointError(f"{what}: {mistake}")
             if not values_ok:
                 name, tensor = next((n, g) for n, g, e in zip(_NAMES, got, expected, strict=True)
-                                    if not (g.shape == e.shape and torch.equal(g, e)))
+                                    if not (g.shape == e.shape and g.dtype == e.dtype and torch.equal(g, e)))
                 wanted = expected[_NAMES.index(name)]
+                expect(
+                    tensor.dtype == wanted.dtype,
+                    f"{what}: the {name} is now {tensor.dtype}, the block's tensors are {wanted.dtype}: copy the "
+                    "values into them (tensor.copy_(...)), which keeps their dtype",
+                )
+                expect(tensor.shape == wanted.shape,
+                       f"{what}: the {name} has shape {tuple(tensor.shape)}, expected {tuple(wanted.shape)}")
                 raise CheckpointError(
                     f"{what}: the {name} differs from the file's: expected first values "
                     f"{[round(v, 4) for v in wanted.flatten()[:3].tolist()]}, got "

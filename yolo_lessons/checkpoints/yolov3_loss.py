@@ -44,7 +44,10 @@ def _random_boxes(count: int, image_size: int, low: float, high: float, seed: in
 
 def _assign_cases() -> list[tuple]:
     """(box, anchors, masks, image_size, grids): the book's 128-px model and YOLOv3 at 416."""
-    cases = [(b, BOOK_ANCHORS, ANCHOR_MASKS, 128, BOOK_GRIDS) for b in _random_boxes(60, 128, 3, 90, 0)]
+    book = _random_boxes(60, 128, 3, 90, 0)
+    cases = [(b, BOOK_ANCHORS, ANCHOR_MASKS, 128, BOOK_GRIDS) for b in book[:40]]
+    # the same nine anchors listed largest first, the masks numbering them so: the head comes from masks
+    cases += [(b, BOOK_ANCHORS[::-1], ((0, 1, 2), (3, 4, 5), (6, 7, 8)), 128, BOOK_GRIDS) for b in book[40:]]
     cases += [(b, COCO_ANCHORS, ANCHOR_MASKS, 416, COCO_GRIDS) for b in _random_boxes(40, 416, 8, 400, 1)]
     # on the right and bottom edges: Darknet's column would be W, off the grid; the last cell holds them
     cases += [(b, BOOK_ANCHORS, ANCHOR_MASKS, 128, WIDE_GRIDS) for b in _random_boxes(12, 128, 3, 90, 2)]
@@ -116,8 +119,9 @@ def check_assign_scale(assign_scale: Callable) -> None:
             if all(answers[i] == _variant_assign(*cases[i], **switches) for i in wrong):
                 raise CheckpointError(mistake)
         if all(answers[i][0] == len(cases[i][2]) - 1 - expected[i][0] for i in wrong):
-            raise CheckpointError("heads are numbered in the order of masks: 0 is the stride-32 head (the largest "
-                                  "anchors), the last one is stride 8")
+            raise CheckpointError("heads are numbered in the order of masks: the head is the one whose mask holds "
+                                  "the best anchor (here 0 is the stride-32 head, the largest anchors, the last one "
+                                  "stride 8)")
         if all(answers[i][1] == cases[i][2][expected[i][0]].index(expected[i][1]) for i in wrong):
             raise CheckpointError("the anchor is its index among all nine anchors (0-8), not its place inside "
                                   "the head's mask")
@@ -264,6 +268,31 @@ def reference_objectness(outputs, truths, anchors, grids, image_size, ignore_thr
     return value.detach(), grad.reshape(len(ANCHOR_MASKS[head]), -1, h, w)[:, 4]
 
 
+def _same_mistake_everywhere(objectness_loss: Callable, switches: dict, learner_values: dict) -> bool:
+    """Does the learner's loss equal the mistake's on every head of every case where the mistake changes the
+    value? (One head alone can be explained by several mistakes: a wrong IoU that ignores nothing, say.)"""
+    for number, (outputs, truths, anchors, grids, image_size, thresh) in enumerate(_obj_cases()):
+        for head in range(len(grids)):
+            inputs = learner_inputs(outputs, truths, anchors, grids, image_size, head)
+            wrong = objectness_formula(*inputs, head, thresh, **switches)
+            if torch.allclose(wrong, objectness_formula(*inputs, head, thresh), rtol=1e-6, atol=1e-9):
+                continue
+            if (number, head) not in learner_values:
+                obj_logits, pred_boxes, truth_boxes, assignment = inputs
+                try:
+                    with torch.no_grad():
+                        value = call(objectness_loss, obj_logits.clone(), pred_boxes.clone(), truth_boxes.clone(),
+                                     assignment, head, thresh)
+                except CheckpointError:
+                    value = None
+                learner_values[number, head] = value
+            value = learner_values[number, head]
+            if not (isinstance(value, torch.Tensor) and value.dim() == 0
+                    and torch.allclose(value.detach().double(), wrong, rtol=1e-6, atol=1e-9)):
+                return False
+    return True
+
+
 @checkpoint
 def check_objectness_loss(objectness_loss: Callable) -> None:
     """Check ``objectness_loss(obj_logits, pred_boxes, truths, assignment, head, ignore_thresh) -> scalar``."""
@@ -274,15 +303,22 @@ def check_objectness_loss(objectness_loss: Callable) -> None:
             obj_logits, pred_boxes, truth_boxes, assignment = learner_inputs(outputs, truths, anchors, grids,
                                                                              image_size, head)
             leaf = obj_logits.clone().requires_grad_(True)
-            got = call(objectness_loss, leaf, pred_boxes, truth_boxes, assignment, head, thresh)
+            given = (pred_boxes.clone(), truth_boxes.clone())
+            got = call(objectness_loss, leaf, *given, assignment, head, thresh)
+            for name, before, after in (("pred_boxes", pred_boxes, given[0]), ("truths", truth_boxes, given[1]),
+                                        ("obj_logits", obj_logits, leaf.detach())):
+                expect(torch.equal(before, after), f"objectness_loss changed {name} in place: compute the loss "
+                       "without writing into its inputs (make new tensors, e.g. for the corners)")
             expect(isinstance(got, torch.Tensor) and got.dim() == 0, f"expected a scalar tensor, got {got!r}")
             expected, expected_grad = reference_objectness(outputs, truths, anchors, grids, image_size, thresh, head)
             where = f"(head {head}, {len(truths)} truth(s), ignore_thresh={thresh})"
             if not torch.allclose(got.detach().double(), expected, rtol=1e-6, atol=1e-9):
+                learner_values: dict = {}
                 for switches, mistake in _OBJ_MISTAKES:
                     wrong = objectness_formula(obj_logits, pred_boxes, truth_boxes, assignment, head, thresh,
                                                **switches)
-                    if torch.allclose(got.detach().double(), wrong, rtol=1e-6, atol=1e-9):
+                    if torch.allclose(got.detach().double(), wrong, rtol=1e-6, atol=1e-9) and _same_mistake_everywhere(
+                            objectness_loss, switches, learner_values):
                         raise CheckpointError(f"{mistake} {where}")
                 raise CheckpointError(f"{where}: expected {expected.item():.6f}, got {got.item():.6f}")
             expect(got.requires_grad, f"the loss must stay differentiable with respect to obj_logits {where}")

@@ -12,6 +12,7 @@ import torch
 from yolo_lessons.darknet import download as dl
 from yolo_lessons.darknet.coco import COCO_CLASSES
 from yolo_lessons.darknet.weights import darknet_float_count
+from yolo_lessons.models.yolov2 import yolov2
 from yolo_lessons.models.yolov3 import yolov3
 
 PAYLOAD = bytes(range(256)) * 10  # 2,560 bytes
@@ -37,6 +38,13 @@ def test_yolov3_weights_size_is_the_header_plus_every_float_of_yolov3_cfg():
     with torch.device("meta"):  # shapes only, no memory
         model = yolov3()
     assert dl.YOLOV3_WEIGHTS.size == 20 + 4 * darknet_float_count(model) == 248_007_048
+
+
+def test_yolov2_weights_size_is_a_16_byte_header_plus_every_float_of_yolov2_cfg():
+    # version 0.1.0: seen in 4 bytes, so 16 header bytes; 203,934,260 is the Length wget reports for the file
+    with torch.device("meta"):
+        model = yolov2(80)
+    assert dl.YOLOV2_WEIGHTS.size == 16 + 4 * darknet_float_count(model) == 203_934_260
 
 
 def test_coco_has_80_distinct_names_in_coco_names_order():

@@ -70,6 +70,18 @@ YOLOV3_WEIGHTS = RemoteFile(
 )
 
 
+# pjreddie.com/darknet/yolov2: "wget https://pjreddie.com/media/files/yolov2.weights", YOLOv2 trained on
+# COCO (cfg/yolov2.cfg, 80 classes). An old file: version 0.1.0, so ``seen`` takes 4 bytes and the header
+# 16; the size is that header + 4 x 50,983,561 floats of yolov2(80) (tests pin it with darknet_float_count),
+# the Length wget reports when it downloads the file. No checksum is published for it.
+YOLOV2_WEIGHTS = RemoteFile(
+    url="https://pjreddie.com/media/files/yolov2.weights",
+    name="yolov2.weights",
+    size=203_934_260,
+    md5=None,
+)
+
+
 # pjreddie.com/darknet/yolo, "Tiny YOLOv3": the header + 4 x 8,858,734 floats of yolov3-tiny.cfg
 # (tests pin it with darknet_float_count). The site publishes no checksum for this file.
 YOLOV3_TINY_WEIGHTS = RemoteFile(

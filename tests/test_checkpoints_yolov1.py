@@ -127,9 +127,87 @@ def test_unknown_conversion_mistake_shows_first_difference():
 # --- freezing the backbone ---------------------------------------------------------------
 
 
+def freeze_by_wrapping_train(model):
+    """The chapter's reference answer: the package's YOLOv1ResNet50.train(), on one model."""
+    model.backbone.requires_grad_(False)
+    train_all = model.train
+
+    def train(mode=True):
+        train_all(mode)
+        model.backbone.eval()
+        return model
+
+    model.train = train
+
+
 def test_reference_freeze_passes(capsys):
-    check_freeze_backbone(lambda model: model.backbone.requires_grad_(False))
-    assert "2,369,536" in capsys.readouterr().out
+    check_freeze_backbone(freeze_by_wrapping_train)
+    out = capsys.readouterr().out
+    assert "trainable: 2,369,536 (the head) ok" in out  # 2048*1024 + 2*1024 + 1024*256 + 2*256 + 256*30
+    assert "frozen: 23,508,032 (the ResNet-50 backbone) ok" in out  # ResNet-50's 25,557,032 less fc's 2,049,000
+    assert "unchanged ok" in out
+
+
+def test_the_packages_own_freezing_passes():
+    check_freeze_backbone(lambda model: model.freeze_backbone())
+
+
+def test_freezing_with_a_forward_pre_hook_passes():
+    def freeze(model):
+        for p in model.backbone.parameters():
+            p.requires_grad = False
+        def keep_backbone_in_eval(module, inputs):
+            module.backbone.eval()  # returns None: the inputs go on unchanged
+
+        model.register_forward_pre_hook(keep_backbone_in_eval)
+
+    check_freeze_backbone(freeze)
+
+
+def test_freezing_by_making_the_backbones_train_a_no_op_passes():
+    def freeze(model):
+        model.backbone.requires_grad_(False).eval()
+        model.backbone.train = lambda mode=True: model.backbone  # model.train() calls it per child
+
+    check_freeze_backbone(freeze)
+
+
+def test_eval_called_once_is_undone_by_model_train():
+    def wrong(model):
+        model.backbone.requires_grad_(False)
+        model.backbone.eval()  # model.train() later puts it back in training mode
+
+    # ResNet-50 has 53 BatchNorm layers (1 stem + 16 blocks x 3 + 4 downsample); all of them move
+    fails_with(
+        check_freeze_backbone,
+        wrong,
+        "after model.train() 53 of the backbone's 53 BatchNorm layers are back in training mode",
+        "running statistics of 53 of them",
+        "A single eval() does not last",
+    )
+
+
+def test_gradients_stopped_without_eval_is_undone_by_model_train():
+    fails_with(check_freeze_backbone, lambda model: model.backbone.requires_grad_(False), "back in training mode")
+
+
+def test_zero_momentum_keeps_statistics_but_still_normalises_with_the_batch():
+    def wrong(model):
+        model.backbone.requires_grad_(False)
+        for m in model.backbone.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 0.0  # running statistics stay, but training mode uses the batch's own
+
+    fails_with(check_freeze_backbone, wrong, "did not move", "each batch's own statistics")
+
+
+def test_keeping_the_whole_model_in_eval_is_named():
+    def wrong(model):
+        model.backbone.requires_grad_(False)
+        # every mode call becomes eval: the head's dropout and BatchNorm never train
+        model.train = lambda mode=True: torch.nn.Module.train(model, False)
+
+    fails_with(check_freeze_backbone, wrong, "the head is not in training mode")
 
 
 def test_eval_instead_of_requires_grad_is_named():

@@ -106,9 +106,20 @@ def check_darknet_to_cell_major(fn: Callable[..., Tensor]) -> None:
     print(f"S={s}, B={b}, C={c}, batch {x.shape[0]}: every value in its cell-major place ok")
 
 
+def _batchnorm_statistics(module: nn.Module) -> dict[str, Tensor]:
+    """Every BatchNorm running mean and variance of ``module``, copied."""
+    return {
+        f"{name}.{key}": getattr(m, key).clone()
+        for name, m in module.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+        for key in ("running_mean", "running_var")
+    }
+
+
 @checkpoint
 def check_freeze_backbone(fn: Callable[[nn.Module], object]) -> None:
-    """``fn(model)`` must freeze ``model.backbone`` of a ``yolov1_resnet50(freeze_backbone=False)``."""
+    """``fn(model)`` must freeze ``model.backbone`` of a ``yolov1_resnet50(freeze_backbone=False)``:
+    no gradient into it, and its BatchNorm statistics fixed even after ``model.train()``."""
     model = yolov1_resnet50(freeze_backbone=False)
     total = count_parameters(model)
     head = count_parameters(model.head)
@@ -133,5 +144,50 @@ def check_freeze_backbone(fn: Callable[[nn.Module], object]) -> None:
         f"part of the head was frozen: {trainable:,} trainable parameters, expected {head:,}",
     )
     expect(trainable == head, f"expected {head:,} trainable parameters (the head), got {trainable:,}")
+    _check_frozen_through_train(model)
     print(f"trainable: {trainable:,} (the head) ok")
     print(f"frozen: {total - trainable:,} (the ResNet-50 backbone) ok")
+    print("backbone BatchNorm statistics after model.train() and a batch: unchanged ok")
+
+
+def _check_frozen_through_train(model: nn.Module) -> None:
+    """What a training loop does, ``model.train()`` then a batch: the backbone's BatchNorm
+    statistics must not move and the backbone must not normalise with the batch's own."""
+    before = _batchnorm_statistics(model.backbone)
+    layers = [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    call(model.train)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # 2 x 2 features
+    with torch.no_grad():
+        call(model, x)
+    after = _batchnorm_statistics(model.backbone)
+    moved = {name.rsplit(".", 1)[0] for name in before if not torch.equal(before[name], after[name])}
+    training = sum(m.training for m in layers)
+    if moved:
+        where = (
+            f"after model.train() {training} of the backbone's {len(layers)} BatchNorm layers are back in "
+            f"training mode, so one batch changed the running statistics of {len(moved)} of them"
+            if training
+            else f"one batch after model.train() changed the running statistics of {len(moved)} of the "
+            f"backbone's {len(layers)} BatchNorm layers"
+        )
+        raise CheckpointError(
+            f"{where}: fine-tuning would drift them away from the loaded ones. A single eval() does not "
+            "last, because model.train() sets every submodule's mode; keep the backbone in eval mode "
+            "after every model.train(), as YOLOv1ResNet50.train() does"
+        )
+    expect(
+        training == 0,
+        f"after model.train() {training} of the backbone's {len(layers)} BatchNorm layers are in "
+        "training mode: their running statistics did not move, but in training mode BatchNorm "
+        "normalises with each batch's own statistics instead of the loaded ones",
+    )
+    expect(
+        model.head.training and all(m.training for m in model.head.modules()),
+        "after model.train() the head is not in training mode: its dropout and BatchNorm should "
+        "train; only the backbone stays in eval mode",
+    )
+    call(model.eval)
+    expect(
+        not any(m.training for m in model.modules()),
+        "after model.eval() part of the model is still in training mode: eval() must reach the head",
+    )

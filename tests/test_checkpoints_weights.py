@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import struct
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from yolo_lessons.checkpoints.common import CheckpointError
-from yolo_lessons.checkpoints.weights import _header_bytes, check_load_bn_conv, check_read_header
+from yolo_lessons.checkpoints.weights import (
+    _header_bytes,
+    check_cfg_order_layers,
+    check_load_bn_conv,
+    check_read_header,
+)
+from yolo_lessons.darknet.book_weights import BOOK_ANCHORS, BOOK_WEIGHTS, load_book_model, small_yolov2_layers
+from yolo_lessons.darknet.weights import WeightedLayer, load_darknet_weights
+from yolo_lessons.models.blocks import ConvBlock
+from yolo_lessons.models.small_yolov2 import small_yolov2
 
 # --- Exercise 1: read_header(raw) -> (major, minor, revision, seen, header_bytes) -----------
 
@@ -183,7 +194,7 @@ def load_numpy_offset(floats, offset, block):
 @pytest.mark.parametrize("fn", [load_copy, load_split])
 def test_load_bn_conv_passes_correct_readers(fn, capsys):
     check_load_bn_conv(fn)
-    assert "beta, gamma, running mean" in capsys.readouterr().out
+    assert "beta, gamma, mean, variance" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -344,7 +355,7 @@ def test_load_bn_conv_passes_another_correct_reader_with_its_usual_output(fn, ca
     check_load_bn_conv(fn)
     assert capsys.readouterr().out == (
         "two files, five BatchNorm conv layers read one after another ... ok\n"
-        "beta, gamma, running mean, running variance, then the (out, in, kh, kw) kernel ... ok\n"
+        "beta, gamma, mean, variance, then the (out, in, kh, kw) kernel ... ok\n"
         "each call returns the offset of the next layer, a Python int ... ok\n")
 
 
@@ -369,3 +380,172 @@ def test_load_bn_conv_passes_another_correct_reader_with_its_usual_output(fn, ca
 def test_load_bn_conv_fails_the_second_trials_wrong_answers(options, message):
     with pytest.raises(CheckpointError, match=message):
         check_load_bn_conv(lambda floats, offset, block: load_wrong(floats, offset, block, **options))
+
+
+# --- Exercise 3: cfg_order_layers(model) -> the weighted modules in cfg order ----------------
+
+
+def order_from_attributes(model):
+    """The chapter's answer: the backbone's ConvBlocks, then the head's modules that exist."""
+    convs = [block for stage in model.stages for block in stage if isinstance(block, ConvBlock)]
+    head = [*model.extra, model.passthrough, model.fuse, model.detect]
+    return convs + [block for block in head if block is not None]
+
+
+def order_by_hand(model):
+    """Right, written out layer by layer with the cfg's numbers (stage k > 0 opens with its max-pool)."""
+    s = model.stages
+    layers = [s[0][0], s[1][1], s[2][1], s[2][2], s[2][3], s[3][1], s[3][2], s[3][3], s[4][1], s[4][2], s[4][3]]
+    layers += [model.extra[0], model.extra[1]]  # 15, 16
+    if model.passthrough is not None:
+        layers.append(model.passthrough)  # 18
+    return tuple(layers + [model.fuse, model.detect])  # 21, 22; a tuple is fine
+
+
+def order_from_modules(model):
+    """Right: model.modules() filtered to the ConvBlocks, then the detector (registered in cfg order)."""
+    return [m for m in model.modules() if isinstance(m, ConvBlock)] + [model.detect]
+
+
+def order_sorted_by_cfg_number(model):
+    """Right: named_modules() sorted, the backbone by (stage, position), the head by cfg layer."""
+    head = {"extra.0": 15, "extra.1": 16, "passthrough": 18, "fuse": 21, "detect": 22}
+    keyed = []
+    for name, module in model.named_modules():
+        if name in head:
+            keyed.append(((1, head[name]), module))
+        elif isinstance(module, ConvBlock) and name.startswith("stages."):
+            _, stage, position = name.split(".")
+            keyed.append(((0, int(stage), int(position)), module))
+    return [module for _, module in sorted(keyed, key=lambda pair: pair[0])]
+
+
+def order_printing(model):
+    print("listing", type(model).__name__)
+    return order_from_attributes(model)
+
+
+def backbone_of(model):
+    return [block for stage in model.stages for block in stage if isinstance(block, ConvBlock)]
+
+
+def order_wrong(model, mistake):
+    """The wrong answers; ``mistake`` names one each."""
+    right = order_from_attributes(model)
+    backbone = backbone_of(model)
+    head = right[len(backbone):]
+    if mistake == "passthrough first in the head":
+        head = [m for m in head if m is not model.passthrough]
+        return backbone + ([model.passthrough] if model.passthrough is not None else []) + head
+    if mistake == "passthrough after layer 10":
+        early = [b for stage in model.stages[:-1] for b in stage if isinstance(b, ConvBlock)]
+        rest = [m for m in right[len(early):] if m is not model.passthrough]
+        return early + ([model.passthrough] if model.passthrough is not None else []) + rest
+    if mistake == "passthrough at the end":
+        return [m for m in right if m is not model.passthrough] + (
+            [model.passthrough] if model.passthrough is not None else [])
+    if mistake == "detector missing":
+        return right[:-1]
+    if mistake == "BatchNorms included":
+        return [m for block in right for m in ([block, block.bn] if isinstance(block, ConvBlock) else [block])]
+    if mistake == "an extra conv twice":
+        return [model.extra[0] if m is model.extra[1] else m for m in right]
+    if mistake == "reversed":
+        return right[::-1]
+    if mistake == "extra convs swapped":
+        return [{id(model.extra[0]): model.extra[1], id(model.extra[1]): model.extra[0]}.get(id(m), m) for m in right]
+    if mistake == "names":
+        names = {id(m): n for n, m in model.named_modules()}
+        return [names[id(m)] for m in right]
+    if mistake == "bare convs":
+        return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if mistake == "max-pools too":
+        return [m for stage in model.stages for m in stage] + head
+    if mistake == "passthrough even when None":
+        return backbone + [*model.extra, model.passthrough, model.fuse, model.detect]
+    if mistake == "weighted layers":
+        return small_yolov2_layers(model)
+    if mistake == "a generator":
+        return (m for m in right)
+    if mistake == "copies":
+        return [copy.deepcopy(m) for m in right]
+    if mistake == "detector first":
+        return [model.detect] + right[:-1]
+    if mistake == "fuse before the extra convs":
+        return backbone + [model.fuse] + [m for m in head if m is not model.fuse]
+    if mistake == "no fuse without passthrough":
+        return right if model.passthrough is not None else [m for m in right if m is not model.fuse]
+    raise AssertionError(mistake)
+
+
+@pytest.mark.parametrize(
+    "fn", [order_from_attributes, order_by_hand, order_from_modules, order_sorted_by_cfg_number, order_printing],
+    ids=["attributes, filtered", "by hand, a tuple", "model.modules() filtered", "named_modules sorted", "printing"],
+)
+def test_cfg_order_layers_passes_right_answers_written_differently(fn, capsys):
+    check_cfg_order_layers(fn)
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [
+        "5 models: 2 to 12 wide, both folds and none ... ok",
+        "the book's file read in your order: the trained model's outputs ... ok",
+    ]
+
+
+@pytest.mark.parametrize(
+    "mistake, message",
+    [
+        ("passthrough first in the head", "the passthrough conv (cfg layer 18) comes before the two extra convs"),
+        ("passthrough after layer 10", "listed where its input is made, after layer 10"),
+        ("passthrough at the end", "item 13 should be cfg layer 18, model.passthrough; got model.fuse"),
+        ("detector missing", "expected 16 weighted layers, got 15; missing model.detect (cfg layer 22)"),
+        ("BatchNorms included", "item 1 is model.stages[0][0].bn, a BatchNorm2d"),
+        ("an extra conv twice", "model.extra[0] is listed twice (items 11 and 12)"),
+        ("reversed", "the list is reversed"),
+        ("extra convs swapped", "item 11 should be cfg layer 15, model.extra[0]; got model.extra[1]"),
+        ("names", "item 0 is the string 'stages.0.0': return the modules themselves"),
+        ("bare convs", "item 0 is model.stages[0][0].conv, the Conv2d inside a ConvBlock"),
+        ("max-pools too", "not a weighted cfg layer: model.stages[1][0], model.stages[2][0]"),
+        ("passthrough even when None", "passthrough=None): item 13 is None"),
+        ("weighted layers", "item 0 is a WeightedLayer"),
+        ("a generator", "expected a list of modules, got generator"),
+        ("copies", "item 0 is a ConvBlock that is not part of the model"),
+        ("detector first", "item 0 should be cfg layer 0, model.stages[0][0]; got model.detect"),
+        ("fuse before the extra convs", "item 11 should be cfg layer 15, model.extra[0]; got model.fuse"),
+        ("no fuse without passthrough", "passthrough=None): expected 15 weighted layers, got 14; "
+                                        "missing model.fuse (cfg layer 17)"),
+    ],
+)
+def test_cfg_order_layers_fails_each_wrong_answer(mistake, message):
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        check_cfg_order_layers(lambda model: order_wrong(model, mistake))
+
+
+def test_cfg_order_layers_names_the_passthrough_mistake_only_for_that_exact_order():
+    # passthrough at the end and extra convs swapped both move layers 15, 16, 18, yet neither is
+    # "the passthrough before the extra convs": their messages must not say so
+    for mistake in ("passthrough at the end", "extra convs swapped", "detector first"):
+        with pytest.raises(CheckpointError) as caught:
+            check_cfg_order_layers(lambda model, m=mistake: order_wrong(model, m))
+        assert "before the two extra convs" not in str(caught.value)
+        assert "where its input is made" not in str(caught.value)
+
+
+def test_cfg_order_layers_reports_a_stub():
+    def stub(model):
+        raise NotImplementedError("list the ConvBlocks in cfg order, then model.detect")
+
+    with pytest.raises(CheckpointError, match="not implemented yet: list the ConvBlocks"):
+        check_cfg_order_layers(stub)
+
+
+def test_the_book_file_loads_silently_in_the_wrong_order_and_gives_another_model():
+    # The chapter's claim: the same total of floats, no shapes in the file, so nothing complains
+    model = small_yolov2(3, BOOK_ANCHORS, 8, "darknet_reorg")
+    wrong = order_wrong(model, "passthrough first in the head")
+    right_numbers = [layer.index for layer in small_yolov2_layers(model)]
+    layers = [WeightedLayer(i, m.conv, m.bn) if isinstance(m, ConvBlock) else WeightedLayer(i, m)
+              for i, m in zip(right_numbers, wrong, strict=True)]
+    load_darknet_weights(model, BOOK_WEIGHTS, layers=layers)  # no error
+    images = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert not torch.allclose(model.eval()(images), load_book_model()(images))

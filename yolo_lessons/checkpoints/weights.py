@@ -8,10 +8,16 @@
   layer with ``batch_normalize=1`` from the float32 array ``floats``, starting at float
   ``offset``, into a ``ConvBlock`` and returns the offset after it (``load_convolutional_weights``:
   beta, gamma, running mean, running variance, then the (out, in, kh, kw) kernel).
+* ``check_cfg_order_layers(fn)``: ``fn(model)`` returns the weighted modules of a
+  ``small_yolov2`` model (each ``ConvBlock``, then the detector ``nn.Conv2d``) in the order
+  of its cfg, the order ``small_yolov2_layers`` lists them: the passthrough conv (cfg layer
+  18) after the two extra convs (15, 16).
 
-Both run the learner's function on files the package writes or the check assembles with
-numpy, compare with ``yolo_lessons.darknet.weights`` (``read_darknet_header``,
-``save_darknet_weights``), and only then try the known wrong readings to name a mistake.
+The first two run the learner's function on files the package writes or the check assembles
+with numpy, compare with ``yolo_lessons.darknet.weights`` (``read_darknet_header``,
+``save_darknet_weights``), and only then try the known wrong readings to name a mistake. The
+third compares the learner's list with ``small_yolov2_layers`` on models of several widths and
+folds, then loads the book's file in the learner's order and runs the model.
 """
 
 from __future__ import annotations
@@ -21,9 +27,20 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
-from ..darknet.weights import FLOAT, INT32, UINT64, WeightedLayer, read_darknet_header, save_darknet_weights
+from ..darknet.book_weights import BOOK_ANCHORS, BOOK_WEIGHTS, BOOK_WIDTH, load_book_model, small_yolov2_layers
+from ..darknet.weights import (
+    FLOAT,
+    INT32,
+    UINT64,
+    WeightedLayer,
+    load_darknet_weights,
+    read_darknet_header,
+    save_darknet_weights,
+)
 from ..models.blocks import ConvBlock
+from ..models.small_yolov2 import small_yolov2
 from .common import CheckpointError, call, checkpoint, expect, integer_problem, randomize
 
 # --- Exercise 1: the header ----------------------------------------------------------------
@@ -249,5 +266,153 @@ def check_load_bn_conv(fn: Callable) -> None:
             raise CheckpointError(f"{what}: expected the next offset {expected_offset}, got {got_offset!r}")
         expect(offset == floats.size, f"file {file_number + 1}: {floats.size - offset} floats were left unread")
     print("two files, five BatchNorm conv layers read one after another ... ok")
-    print("beta, gamma, running mean, running variance, then the (out, in, kh, kw) kernel ... ok")
+    print("beta, gamma, mean, variance, then the (out, in, kh, kw) kernel ... ok")
     print("each call returns the offset of the next layer, a Python int ... ok")
+
+
+# --- Exercise 3: the weighted layers in cfg order -------------------------------------------
+
+# (width, passthrough, classes) of the models the check asks about; the first is the book's.
+_ORDER_CASES = (
+    (BOOK_WIDTH, "darknet_reorg", 3),
+    (4, "space_to_depth", 20),
+    (12, "darknet_reorg", 1),
+    (8, None, 3),
+    (2, "space_to_depth", 5),
+)
+
+
+def _owner(layer: WeightedLayer, blocks: dict[int, ConvBlock]) -> nn.Module:
+    """The module a learner lists for a cfg layer: the ConvBlock around a BatchNorm conv, else the conv."""
+    return blocks[id(layer.module)] if layer.bn is not None else layer.module
+
+
+def _reference_order(model: nn.Module) -> list[tuple[int, nn.Module]]:
+    """(cfg layer number, module) for each weighted layer, in cfg order (``small_yolov2_layers``)."""
+    blocks = {id(m.conv): m for m in model.modules() if isinstance(m, ConvBlock)}
+    return [(layer.index, _owner(layer, blocks)) for layer in small_yolov2_layers(model)]
+
+
+def _attribute_path(name: str) -> str:
+    """``stages.4.1`` -> ``model.stages[4][1]``: how the learner reaches a module."""
+    parts = name.split(".") if name else []
+    return "model" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in parts)
+
+
+def _item_problem(item, position: int, names: dict[int, str], model: nn.Module) -> str | None:
+    """What is wrong with one item of the list, when it is not a weighted layer of the model."""
+    what = f"item {position}"
+    if isinstance(item, str):
+        return f"{what} is the string {item!r}: return the modules themselves (e.g. model.fuse), not their names"
+    if isinstance(item, WeightedLayer):
+        return f"{what} is a WeightedLayer: return the modules (each ConvBlock, then model.detect), not WeightedLayers"
+    if item is None and model.passthrough is None:
+        return f"{what} is None: with passthrough=None the model has no passthrough conv, so leave it out"
+    if not isinstance(item, nn.Module):
+        return f"{what} is {type(item).__name__} {item!r:.40}: expected a module (a ConvBlock or model.detect)"
+    if id(item) not in names:
+        return f"{what} is a {type(item).__name__} that is not part of the model: return the model's own modules"
+    name = names[id(item)]
+    if isinstance(item, nn.BatchNorm2d):
+        return (
+            f"{what} is {_attribute_path(name)}, a BatchNorm2d: list each ConvBlock once; its BatchNorm "
+            "belongs to that cfg layer (batch_normalize=1)"
+        )
+    if isinstance(item, nn.Conv2d) and name.endswith(".conv"):
+        return (
+            f"{what} is {_attribute_path(name)}, the Conv2d inside a ConvBlock: list the ConvBlock itself "
+            f"({_attribute_path(name[: -len('.conv')])}), whose BatchNorm numbers the file also holds"
+        )
+    return None
+
+
+def _order_mistake(got: list[nn.Module], expected: list[nn.Module], model: nn.Module) -> str | None:
+    """Name the known wrong order that ``got`` is, when it is exactly one of them."""
+    if got == expected[::-1]:
+        return "the list is reversed: the cfg starts with layer 0, the first conv, and ends with the detector"
+    if model.passthrough is None:
+        return None
+    without = [m for m in expected if m is not model.passthrough]
+    backbone = [m for stage in model.stages for m in stage if isinstance(m, ConvBlock)]
+    at_head = backbone + [model.passthrough] + without[len(backbone):]
+    if got == at_head:
+        return (
+            "the passthrough conv (cfg layer 18) comes before the two extra convs (15, 16): the cfg has it "
+            "after them, where [route] -7 (layer 17) goes back to the stride-8 map of layer 10"
+        )
+    at_branch = [m for stage in model.stages[:-1] for m in stage if isinstance(m, ConvBlock)]
+    at_branch = at_branch + [model.passthrough] + without[len(at_branch):]
+    if got == at_branch:
+        return (
+            "the passthrough conv is listed where its input is made, after layer 10: Darknet runs the cfg "
+            "top to bottom, and the branch comes after the extra convs (15, 16), at layer 18, once "
+            "[route] -7 has gone back to layer 10's map"
+        )
+    return None
+
+
+def _as_layers(modules: list[nn.Module], reference: list[tuple[int, nn.Module]]) -> list[WeightedLayer]:
+    """The learner's modules as the WeightedLayers ``load_darknet_weights`` takes."""
+    return [
+        WeightedLayer(index, m.conv, m.bn) if isinstance(m, ConvBlock) else WeightedLayer(index, m)
+        for (index, _), m in zip(reference, modules, strict=True)
+    ]
+
+
+@checkpoint
+def check_cfg_order_layers(fn: Callable) -> None:
+    """Check ``fn(model) -> [modules]`` against ``small_yolov2_layers`` on five small YOLOv2s,
+    then load the book's file in the learner's order and compare the outputs."""
+    for width, passthrough, classes in _ORDER_CASES:
+        what = f"small_yolov2(width={width}, passthrough={passthrough!r})"
+        model = small_yolov2(classes, BOOK_ANCHORS, width, passthrough)
+        reference = _reference_order(model)
+        expected = [m for _, m in reference]
+        got = call(fn, model)
+        expect(
+            isinstance(got, (list, tuple, nn.ModuleList)),
+            f"{what}: expected a list of modules, got {type(got).__name__}",
+        )
+        got = list(got)
+        names = {id(m): n for n, m in model.named_modules()}
+        for position, item in enumerate(got):
+            problem = _item_problem(item, position, names, model)
+            expect(problem is None, f"{what}: {problem}")
+        seen: dict[int, int] = {}
+        for position, item in enumerate(got):
+            expect(
+                id(item) not in seen,
+                f"{what}: {_attribute_path(names[id(item)])} is listed twice (items {seen.get(id(item))} and "
+                f"{position}): each cfg layer once",
+            )
+            seen[id(item)] = position
+        wanted = {id(m) for m in expected}
+        missing = [f"{_attribute_path(names[id(m)])} (cfg layer {i})" for i, m in reference if id(m) not in seen]
+        extra = [_attribute_path(names[id(m)]) for m in got if id(m) not in wanted]
+        expect(
+            not missing and not extra,
+            f"{what}: expected {len(expected)} weighted layers, got {len(got)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; not a weighted cfg layer: {', '.join(extra)}" if extra else ""),
+        )
+        if any(g is not e for g, e in zip(got, expected, strict=True)):
+            mistake = _order_mistake(got, expected, model)
+            expect(mistake is None, f"{what}: {mistake}")
+            position, (index, wanted_module) = next(
+                (p, r) for p, (r, g) in enumerate(zip(reference, got, strict=True)) if g is not r[1]
+            )
+            raise CheckpointError(
+                f"{what}: item {position} should be cfg layer {index}, {_attribute_path(names[id(wanted_module)])}; "
+                f"got {_attribute_path(names[id(got[position])])}"
+            )
+    print("5 models: 2 to 12 wide, both folds and none ... ok")
+
+    # The claim of the exercise: the book's file, read in this order, is the trained model.
+    model = small_yolov2(3, BOOK_ANCHORS, BOOK_WIDTH, "darknet_reorg")
+    modules = list(call(fn, model))
+    load_darknet_weights(model, BOOK_WEIGHTS, layers=_as_layers(modules, _reference_order(model)))
+    images = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        same = torch.equal(model.eval()(images), load_book_model()(images))
+    expect(same, "the book's file loaded in your order gives other outputs than the trained model")
+    print("the book's file read in your order: the trained model's outputs ... ok")

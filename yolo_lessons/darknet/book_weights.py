@@ -12,7 +12,8 @@ numbers every ``[section]`` after ``[net]`` from 0):
 ``small_yolov2_layers`` lists its weighted layers in that order, for
 ``load_darknet_weights(model, file, layers=...)`` and ``save_darknet_weights``. As in
 ``yolov2-voc.cfg`` the passthrough conv comes *after* the two extra convs in the file,
-although ``SmallYOLOv2.__init__`` builds it before them.
+although it reads the map of layer 10, made before them (``SmallYOLOv2.__init__`` registers
+its modules in the cfg's order too).
 
 ``BOOK_WEIGHTS`` is the file the training command wrote (see ``weights/README.md`` beside it
 for the command); the anchors are not in a ``.weights`` file (a cfg's ``[region]`` holds

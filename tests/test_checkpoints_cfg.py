@@ -7,7 +7,7 @@ import math
 import pytest
 
 from yolo_lessons.checkpoints.cfg import check_maxpool_output_size, check_route_output
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError
 
 
 def reference_size(side, size, stride, padding=None):
@@ -29,7 +29,9 @@ def loop_written(side, size, stride, padding=None):  # right: count the window s
 @pytest.mark.parametrize("answer", [reference_size, ceil_written, loop_written])
 def test_right_max_pool_answers_pass(answer, capsys):
     check_maxpool_output_size(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 @pytest.mark.parametrize(
@@ -77,7 +79,9 @@ def route_python_negative(shapes, index, layers):  # right: shapes holds exactly
 @pytest.mark.parametrize("answer", [route_reference, route_python_negative])
 def test_right_route_answers_pass(answer, capsys):
     check_route_output(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def route_off_by_one(shapes, index, layers):

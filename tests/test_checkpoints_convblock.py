@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from yolo_lessons import ConvBlock
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError
 from yolo_lessons.checkpoints.convblock import (
     check_conv_block,
     check_conv_block_parameters,
@@ -90,7 +90,9 @@ class StubBlock(nn.Module):
 
 def test_package_conv_block_passes(capsys):
     check_conv_block(ConvBlock)
-    assert "ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 @pytest.mark.parametrize(
@@ -121,7 +123,9 @@ def conv_output_size(size, kernel_size, stride=1, padding=None):
 
 def test_output_size_reference_passes(capsys):
     check_conv_output_size(conv_output_size)
-    assert "ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 @pytest.mark.parametrize(
@@ -174,7 +178,9 @@ def test_output_size_check_names_the_mistake(wrong, named):
 def test_parameter_count_reference_passes(capsys):
     check_conv_block_parameters(lambda i, o, k: o * i * k * k + 2 * o)
     # ConvBlock(3, 32, 3): 32*3*3*3 weights + 32 gammas + 32 betas = 928
-    assert "ConvBlock(3, 32, 3): 928 parameters ... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ConvBlock(3, 32, 3): 928 parameters ... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 @pytest.mark.parametrize(
@@ -303,7 +309,8 @@ def test_conv_block_check_shows_prints_and_warnings_on_note_lines(capsys):
     lines = capsys.readouterr().out.splitlines()
     report = [line for line in lines if not line.startswith("| ")]
     notes = [line for line in lines if line.startswith("| ")]
-    assert report[0].startswith("ConvBlock: the same outputs") and len(report) == 3
+    assert report[0].startswith("ConvBlock: the same outputs") and len(report) == 5
+    assert max(map(len, report)) <= WIDTH
     assert "|   debug (2, 3, 32, 32)" in notes
     assert any("UserWarning" in line for line in notes)
 

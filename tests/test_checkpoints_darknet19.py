@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from yolo_lessons import DARKNET19_STAGES, count_multiply_adds, count_parameters, count_weighted_layers, darknet19
-from yolo_lessons.checkpoints.common import CheckpointError, pool_positions
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError, pool_positions
 from yolo_lessons.checkpoints.darknet19 import (
     COURSE_SPEC_CONVS,
     TABLE6_CONVS,
@@ -151,7 +151,9 @@ def test_a_stub_fails_with_not_implemented():
 
 def test_conv_block_helper_reference_passes(capsys):
     check_conv_block_helper(conv_block)
-    assert "conv_block(3, 16, 3) has 464 parameters ... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "conv_block(3, 16, 3) has 464 parameters ... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def pool_first_block(in_channels, out_channels, kernel_size, stride=1, max_pool=False):
@@ -291,5 +293,7 @@ def reordered_block(in_channels, out_channels, kernel_size, stride=1, max_pool=F
 def test_conv_block_helper_passes_a_right_answer_written_differently(capsys):
     check_conv_block_helper(reordered_block)
     lines = capsys.readouterr().out.splitlines()
-    assert [line for line in lines if not line.startswith("| ")][2] == "conv_block(3, 16, 3) has 464 parameters ... ok"
+    report = [line for line in lines if not line.startswith("| ")]
+    assert report[4] == "conv_block(3, 16, 3) has 464 parameters ... ok"
+    assert max(map(len, report)) <= WIDTH
     assert "|   shape (2, 3, 32, 32)" in lines

@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from yolo_lessons import ConvBlock, ResidualBlock, count_parameters, count_weighted_layers, darknet53
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError
 from yolo_lessons.checkpoints.darknet53 import (
     check_darknet_counts,
     check_residual_block,
@@ -123,7 +123,9 @@ def test_reference_darknet_is_darknet53_for_its_stage_depths():
 
 def test_counts_check_accepts_the_formula(capsys):
     check_darknet_counts(count_darknet)
-    assert "blocks=(1, 2, 8, 8, 4), classes=1000: 53 layers, 41,609,928 parameters: ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "blocks=(1, 2, 8, 8, 4), classes=1000: 53 layers, 41,609,928 parameters: ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def _off_by(layers=lambda b, k: 0, params=lambda b, k: 0):
@@ -187,7 +189,9 @@ def make_stage(in_channels, channels, blocks):
 
 def test_stage_check_accepts_the_package_layout(capsys):
     check_stage(make_stage)
-    assert "(2, 64, 16, 16) -> (2, 128, 8, 8), 15x15 -> 8x8: ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(2, 64, 16, 16) -> (2, 128, 8, 8), 15x15 -> 8x8: ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
     # Darknet-53's second stage is exactly this layout.
     model = darknet53()
     assert [k for k in model.stages[1].state_dict()] == [k for k in make_stage(64, 128, 2).state_dict()]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError
 from yolo_lessons.checkpoints.fast import check_conv_multiply_adds, check_fold_conv_bn, reference_multiply_adds
 from yolo_lessons.models.folding import folded_conv
 
@@ -36,7 +36,9 @@ def fold_on_a_copy(conv, bn):  # right: a deep copy edited in place, rsqrt, eins
 @pytest.mark.parametrize("answer", [fold_by_formula, fold_on_a_copy, folded_conv])  # folded_conv: the package's
 def test_right_folds_pass(answer, capsys):
     check_fold_conv_bn(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def fold_with(weight_scale, bias_rule, *, bias=True):
@@ -136,7 +138,9 @@ def macs_by_running_it(conv, height, width):  # right: the output's shape from a
 @pytest.mark.parametrize("answer", [macs_by_formula, macs_by_running_it])
 def test_right_multiply_add_counts_pass(answer, capsys):
     check_conv_multiply_adds(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def k2(conv):

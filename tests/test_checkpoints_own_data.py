@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError
 from yolo_lessons.checkpoints.own_data import check_flip_rows, check_label_path, check_place_rows
 
 # --- Exercise 1: the label path ----------------------------------------------------------------
@@ -47,7 +47,9 @@ def label_path_regex(image_path):  # right: re.sub with count=1
 @pytest.mark.parametrize("answer", [label_path_loop, label_path_find, label_path_regex])
 def test_right_label_paths_pass(answer, capsys):
     check_label_path(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def replace_all(image_path):
@@ -174,7 +176,9 @@ def flip_torch(rows):  # right: a tensor
 @pytest.mark.parametrize("answer", [flip_numpy, flip_corners, flip_lists, flip_torch])
 def test_right_flips_pass(answer, capsys):
     check_flip_rows(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def _with(change):
@@ -254,7 +258,9 @@ def place_torch(rows, nw, nh, dx, dy, size):  # right: tensors, corners clamped 
 @pytest.mark.parametrize("answer", [place_numpy, place_loop, place_torch])
 def test_right_placements_pass(answer, capsys):
     check_place_rows(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def _placement(scale=lambda nw, nh, s: (nw / s, nh / s), shift=lambda dx, dy, s: (dx / s, dy / s), clip=True,

@@ -7,7 +7,7 @@ import torch
 from torch.nn.functional import pixel_unshuffle
 
 from yolo_lessons import darknet_reorg, space_to_depth
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError
 from yolo_lessons.checkpoints.passthrough import (
     check_darknet_reorg_source,
     check_space_to_depth,
@@ -45,7 +45,9 @@ def reference_reorg_source(c, y, x, C, H, W, stride=2):
 
 def test_reference_space_to_depth_passes(capsys):
     check_space_to_depth(reference_space_to_depth)
-    assert capsys.readouterr().out.strip().endswith("ok")
+    out = capsys.readouterr().out
+    assert out.strip().endswith("ok")
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def test_the_package_space_to_depth_passes():
@@ -115,7 +117,9 @@ def test_a_hard_coded_stride_reports_the_shapes():
 
 def test_reference_permutation_passes(capsys):
     check_unshuffle_permutation(reference_permutation)
-    assert "ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def test_the_inverse_permutation_is_named():
@@ -147,7 +151,9 @@ def test_a_wrong_length_reports_both_lengths():
 
 def test_reference_reorg_source_passes(capsys):
     check_darknet_reorg_source(reference_reorg_source)
-    assert "all 43264 outputs right" in capsys.readouterr().out  # 256 * 13 * 13
+    out = capsys.readouterr().out
+    assert "all 43264 outputs right" in out  # 256 * 13 * 13
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def test_forgetting_the_reinterpretation_is_named():

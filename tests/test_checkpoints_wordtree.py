@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError
 from yolo_lessons.checkpoints.wordtree import (
     check_absolute_probability,
     check_darknet_descent,
@@ -54,7 +54,9 @@ def absolute_logs(conditional, tree, node):  # right: the sum of logs, exponenti
 @pytest.mark.parametrize("answer", [absolute_loop, absolute_recursive, absolute_prod, absolute_package, absolute_logs])
 def test_right_absolute_probabilities_pass(answer, capsys):
     check_absolute_probability(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def absolute_in_place(conditional, tree, node):  # hierarchy_predictions written into its input
@@ -130,7 +132,9 @@ def groups_from_offsets(tree, label):  # right: find each node's group from the 
 @pytest.mark.parametrize("answer", [groups_loop, groups_sorted_list, groups_tuple_with_repeats, groups_from_offsets])
 def test_right_trained_groups_pass(answer, capsys):
     check_trained_groups(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def groups_below(tree, label):
@@ -203,7 +207,9 @@ def descent_recursive(probs, tree, thresh, group=0, p=1.0):  # right: recursion,
 @pytest.mark.parametrize("answer", [descent_loop, descent_package, descent_recursive])
 def test_right_descents_pass(answer, capsys):
     check_darknet_descent(answer)
-    assert "... ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "... ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def switched(*, paper=False, strict=True, stop_at_best=False, root_fail=None, no_thresh=False):

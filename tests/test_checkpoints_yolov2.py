@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from yolo_lessons import darknet_reorg, space_to_depth
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError
 from yolo_lessons.checkpoints.yolov2 import check_decode_cell, check_output_size, check_yolov2_forward
 
 # --- Exercise 1: the forward pass ---------------------------------------------------
@@ -87,7 +87,9 @@ def forward_stub(model, x):
 
 def test_forward_check_accepts_the_reference_forward(capsys):
     check_yolov2_forward(forward_reference)
-    assert "ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 @pytest.mark.parametrize(
@@ -156,7 +158,9 @@ def output_size_stub(num_anchors, num_classes, input_size):
 
 def test_output_size_check_accepts_the_reference(capsys):
     check_output_size(output_size_reference)
-    assert capsys.readouterr().out.count("ok") == 2
+    out = capsys.readouterr().out
+    assert out.count("ok") == 2
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 @pytest.mark.parametrize(
@@ -230,7 +234,9 @@ def decode_stub(t, column, row, anchor, grid):
 
 def test_decode_check_accepts_the_reference(capsys):
     check_decode_cell(decode_reference)
-    assert "ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def test_decode_check_accepts_torch_operations():
@@ -305,7 +311,8 @@ def test_pixel_unshuffle_message_does_not_claim_darknets_blocks():
 def test_forward_check_passes_an_answer_that_prints_and_warns(capsys):
     check_yolov2_forward(forward_chatty)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "forward on input (1, 3, 96, 128): output (1, 125, 3, 4), matches YOLOv2.forward: ok"
+    assert lines[0] == "input (1, 3, 96, 128) -> output (1, 125, 3, 4), matches YOLOv2.forward: ok"
+    assert len(lines[0]) <= WIDTH
     assert "|   input (1, 3, 96, 128)" in lines
     assert any(line.startswith("| your code warned") and "UserWarning" in line for line in lines)
 

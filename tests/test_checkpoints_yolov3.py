@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from yolo_lessons import ConvBlock, conv_set, detector
-from yolo_lessons.checkpoints.common import CheckpointError
+from yolo_lessons.checkpoints.common import WIDTH, CheckpointError
 from yolo_lessons.checkpoints.yolov3 import (
     check_count_candidate_boxes,
     check_decode_one,
@@ -101,7 +101,9 @@ def test_reference_stride16_path_passes(capsys):
 
 def test_stride16_path_with_other_names_is_loaded_by_position(capsys):
     check_stride16_path(RenamedPath)
-    assert "loaded by role" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "loaded by role" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def test_backbone_map_first_is_named_as_wrong_concatenation_order():
@@ -157,7 +159,9 @@ def test_expected_box_counts_are_the_published_ones():
 
 def test_reference_box_count_passes(capsys):
     check_count_candidate_boxes(count_boxes)
-    assert "416 -> 10,647" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "416 -> 10,647" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 @pytest.mark.parametrize(
@@ -205,7 +209,9 @@ def make_decode(anchor_scale="input", classes="sigmoid", centre="sigmoid"):
 
 def test_reference_decode_passes(capsys):
     check_decode_one(make_decode())
-    assert "ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok" in out
+    assert max(map(len, out.splitlines())) <= WIDTH
 
 
 def test_anchors_over_grid_are_named():
@@ -263,7 +269,10 @@ class ReorderedPath(nn.Module):
 def test_stride16_path_created_in_another_order_with_a_leftover_passes(capsys):
     check_stride16_path(ReorderedPath)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "p16 (1, 256, 8, 8) and output16 (1, 255, 8, 8) equal the package's (weights loaded by role): ok"
+    assert lines[1:3] == [
+        "p16 (1, 256, 8, 8) and output16 (1, 255, 8, 8) equal the package's",
+        "  (weights loaded by role): ok",
+    ]
     assert "|   p32 (1, 512, 4, 4)" in lines
 
 

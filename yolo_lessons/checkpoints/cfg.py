@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .common import CheckpointError, call, checkpoint, expect, integer_problem
+from .common import CheckpointError, call, checkpoint, expect, integer_problem, passed
 
 # (side, size, stride, padding): None means "left out of the cfg" (Darknet: size - 1)
 MAXPOOL_CASES: tuple[tuple[int, int, int, int | None], ...] = (
@@ -84,8 +84,8 @@ def check_maxpool_output_size(maxpool_output_size: Callable) -> None:
             f"side {case[0]}, size {case[1]}, stride {case[2]}, {shown}: expected "
             f"{darknet_maxpool_side(*case)}, got {wrong[case]}"
         )
-    print(f"Darknet's max-pool output size, {len(MAXPOOL_CASES)} cases (stride 1 and 2, odd sides, "
-          "paddings) ... ok")  # fmt: skip
+    passed(f"Darknet's max-pool output size, {len(MAXPOOL_CASES)} cases\n"
+           "  (stride 1 and 2, odd sides, paddings) ... ok")  # fmt: skip
 
 
 def _first(cases: dict):

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import textwrap
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 NOTE_PREFIX = "| "  # lines a checkpoint shows but the grader never compares
+WIDTH = 78  # the most characters of a printed line that fit the book's column
 _notes: list[list[str]] = []  # one list per running check (checks may call checks)
 
 
@@ -35,6 +37,20 @@ def expect(condition: bool, message: str) -> None:
     """Raise ``CheckpointError(message)`` unless ``condition`` holds."""
     if not condition:
         raise CheckpointError(message)
+
+
+def passed(text: str) -> None:
+    """Print a passed check's report. Each line is printed as written (break a long report
+    by hand, continuing on a line indented by two spaces); a line that is still wider than
+    ``WIDTH`` (a case with larger numbers) is wrapped at spaces, continuing the same way.
+    The report goes out in one write, so a notebook never stores it split into two outputs."""
+    lines = [
+        textwrap.fill(line, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+        if len(line) > WIDTH
+        else line
+        for line in text.splitlines() or [""]
+    ]
+    print("\n".join(lines) + "\n", end="")
 
 
 # --- the learner's code: captured, shown, never compared --------------------------------

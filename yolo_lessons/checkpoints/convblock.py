@@ -26,6 +26,7 @@ from .common import (
     expect,
     integer_problem,
     note,
+    passed,
     randomize,
 )
 
@@ -118,8 +119,10 @@ def check_conv_block(cls: Callable[..., nn.Module]) -> None:
         )
         if count_parameters(block) != used and number == 0:
             note(f"your block also holds {count_parameters(block) - used:,} parameters that forward never uses")
-    print("ConvBlock: the same outputs as yolo_lessons.ConvBlock with the same weights, eval and train mode ... ok")
-    print("shapes: 3x3 stride 1 keeps 32, stride 2 takes 32 to 16 and 15 to 8, 1x1 keeps 16, 2x2 takes 7 to 8 ... ok")
+    passed("ConvBlock: the same outputs as yolo_lessons.ConvBlock with the same weights,\n"
+           "  eval and train mode ... ok")
+    passed("shapes: 3x3 stride 1 keeps 32, stride 2 takes 32 to 16 and 15 to 8,\n"
+           "  1x1 keeps 16, 2x2 takes 7 to 8 ... ok")
     print("parameters: ConvBlock(3, 16, 3) has 464 = 16*3*3*3 + 2*16 ... ok")
 
 
@@ -187,7 +190,8 @@ def check_conv_output_size(fn: Callable[..., int]) -> None:
                 raise CheckpointError(f"{case}: {message}")
         raise CheckpointError(f'{case}; padding=None means "same" padding, kernel_size // 2')
     print(f"{len(_SIZE_CASES)} sizes, kernels, strides and paddings agree with nn.Conv2d ... ok")
-    print('default "same" padding: 416 -> 416, 416 -> 208 at stride 2, odd sides, even kernels ... ok')
+    passed('default "same" padding: 416 -> 416, 416 -> 208 at stride 2,\n'
+           '  odd sides, even kernels ... ok')
 
 
 @checkpoint

@@ -27,6 +27,7 @@ from .common import (
     expect,
     layer_kinds,
     note,
+    passed,
     pool_positions,
     randomize,
 )
@@ -117,8 +118,10 @@ def check_conv_block_helper(fn: Callable[..., nn.Module]) -> None:
         raise CheckpointError(f"{shown}: " + diagnose_block(block, reference, x, found.problem, got, found.mode))
     params = compare_modules(build(fn, 3, 16, 3), ConvBlock(3, 16, 3), [(torch.zeros(1, 3, 8, 8),)]).used_parameters
     expect(params == 464, f"conv_block(3, 16, 3): expected 464 parameters (16*3*3*3 + 2*16), got {params:,}")
-    print("the same outputs as ConvBlock (then MaxPool2d(2, 2)) with the same weights, eval and train mode ... ok")
-    print("stride 2 takes 15 to 8, a 2x2 kernel 7 to 8, max_pool=True pools after the block (15 -> 7) ... ok")
+    passed("the same outputs as ConvBlock (then MaxPool2d(2, 2)) with the same weights,\n"
+           "  eval and train mode ... ok")
+    passed("stride 2 takes 15 to 8, a 2x2 kernel 7 to 8,\n"
+           "  max_pool=True pools after the block (15 -> 7) ... ok")
     print("conv_block(3, 16, 3) has 464 parameters ... ok")
 
 
@@ -227,9 +230,10 @@ def check_course_spec(builder: Callable[..., nn.Module]) -> None:
     expect(params == expected, f"expected {expected:,} parameters, got {params:,}")
     if count_parameters(model) != params:
         note(f"your network also holds {count_parameters(model) - params:,} parameters that forward never uses")
-    print("the same logits as the course network (17 ConvBlocks with the spec's filters) with the same weights ... ok")
+    passed("the same logits as the course network (17 ConvBlocks with the spec's filters)\n"
+           "  with the same weights ... ok")
     print(_pool_report(list(COURSE_SPEC_POOLS), COURSE_SPEC_POOLS))
-    print("global average pooling, then nn.Linear: (N, 1000) logits at 32x32 and 64x64 ... ok")
+    passed("global average pooling, then nn.Linear: (N, 1000) logits (32x32, 64x64) ... ok")
     print(f"{params:,} parameters ... ok")
     print()
     print(compare_with_table6(reference))
@@ -309,6 +313,7 @@ def check_table6_layout(builder: Callable[..., nn.Module]) -> None:
         f"expected {TABLE6_MULTIPLY_ADDS:,} multiply-adds at 224, got {macs:,}"
         + ("; Table 6's classifier conv runs on the 7x7 map, then averages" if macs < TABLE6_MULTIPLY_ADDS else ""),
     )
-    print("the same logits as yolo_lessons.darknet19() with the same weights, eval and train mode ... ok")
+    passed("the same logits as yolo_lessons.darknet19() with the same weights,\n"
+           "  eval and train mode ... ok")
     print(_pool_report(list(TABLE6_POOLS), TABLE6_POOLS, "Table 6"))
     print(f"{params:,} parameters, {macs:,} multiply-adds at 224x224 ... ok")

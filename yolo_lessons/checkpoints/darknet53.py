@@ -29,6 +29,7 @@ from .common import (
     expect,
     integer_problem,
     note,
+    passed,
     randomize,
 )
 
@@ -100,8 +101,9 @@ def check_residual_block(block_class: Callable[[int], nn.Module], channels: int 
         f"(1x1 conv {channels}->{channels // 2}, 3x3 conv {channels // 2}->{channels}, "
         f"each with BatchNorm), got {found.used_parameters:,}",
     )
-    print(f"residual block ({channels} channels): {expected_params:,} parameters, a 1x1 then a 3x3 conv: ok")
-    print("same output as yolo_lessons.ResidualBlock with the same weights (eval and train mode, 8x8 and 7x9): ok")
+    passed(f"residual block ({channels} channels): {expected_params:,} parameters, a 1x1 then a 3x3 conv: ok")
+    passed("same output as yolo_lessons.ResidualBlock with the same weights\n"
+           "  (eval and train mode, 8x8 and 7x9): ok")
 
 
 # --- Exercise 2: counting a Darknet with any stage depths ---------------------------------------
@@ -229,5 +231,6 @@ def check_stage(stage_factory: Callable[[int, int, int], nn.Module]) -> None:
     expect(found.used_parameters == params, f"expected {params:,} parameters, got {found.used_parameters:,}")
     if not isinstance(stage, nn.Sequential):
         note("the exercise asks for an nn.Sequential; yours behaves the same, which is what is graded")
-    print(f"stage {in_channels}->{channels} with {blocks} blocks: (2, 64, 16, 16) -> (2, 128, 8, 8), 15x15 -> 8x8: ok")
-    print(f"{params:,} parameters, the same output as the package's stage with the same weights (eval and train): ok")
+    passed(f"stage {in_channels}->{channels}, {blocks} blocks: (2, 64, 16, 16) -> (2, 128, 8, 8), 15x15 -> 8x8: ok")
+    passed(f"{params:,} parameters, the same output as the package's stage\n"
+           "  with the same weights (eval and train): ok")

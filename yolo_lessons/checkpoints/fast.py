@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .common import CheckpointError, call, checkpoint, expect, integer_problem
+from .common import CheckpointError, call, checkpoint, expect, integer_problem, passed
 
 # --- fold one Conv2d + BatchNorm2d --------------------------------------------------------
 
@@ -171,8 +171,9 @@ def check_fold_conv_bn(fold_conv_bn: Callable) -> None:
         shown, worst = wrong[0]
         raise CheckpointError(f"{shown}: the folded conv's output differs from bn(conv(x)) by {worst:.2g} of its "
                               f"largest value (expected at most {FOLD_TOLERANCE:g})")  # fmt: skip
-    print(f"one Conv2d + BatchNorm2d folded, {len(FOLD_CASES)} cases (with and without a conv bias, stride 2, "
-          f"eps 0.1): equal to bn(conv(x)) within {FOLD_TOLERANCE:g}, inputs untouched ... ok")  # fmt: skip
+    passed(f"one Conv2d + BatchNorm2d folded, {len(FOLD_CASES)} cases (with and without a conv bias,\n"
+           f"  stride 2, eps 0.1): equal to bn(conv(x)) within {FOLD_TOLERANCE:g},\n"
+           "  inputs untouched ... ok")  # fmt: skip
 
 
 # --- the multiply-adds of one convolution ---------------------------------------------------
@@ -253,7 +254,7 @@ def check_conv_multiply_adds(conv_multiply_adds: Callable) -> None:
             if all(mistake(*case) == got for case, got in zip(MAC_CASES, answers, strict=True)):
                 raise CheckpointError(f"{shown}: {why}")
         raise CheckpointError(shown)
-    print(f"multiply-adds of one convolution, {len(MAC_CASES)} cases (stride 2, 1 x 1, groups, odd sides) ... ok")
+    passed(f"multiply-adds of one conv, {len(MAC_CASES)} cases (stride 2, 1 x 1, groups, odd sides) ... ok")
 
 
 def _describe(conv: nn.Conv2d) -> str:

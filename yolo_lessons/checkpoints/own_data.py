@@ -25,7 +25,7 @@ import torch
 
 from ..data.augment import MIN_SIDE, AugmentDraws, Placement, move_boxes
 from ..data.datasets import darknet_label_path
-from .common import CheckpointError, call, checkpoint, expect
+from .common import CheckpointError, call, checkpoint, expect, passed
 
 
 def _named(outcomes: list, mistakes, model_outcome: Callable) -> str | None:
@@ -123,8 +123,8 @@ def check_label_path(label_path: Callable) -> None:
         outcomes.append(got)
     wrong = [n for n, got in enumerate(outcomes) if got != darknet_label_path(LABEL_PATH_CASES[n])]
     if not wrong:
-        print(f"Darknet's label path, {len(LABEL_PATH_CASES)} pictures (VOC, raw, .jpeg, first occurrence "
-              "only, text not folders) ... ok")  # fmt: skip
+        passed(f"Darknet's label path, {len(LABEL_PATH_CASES)} pictures (VOC, raw, .jpeg, first occurrence only,\n"
+               "  text not folders) ... ok")  # fmt: skip
         return
     case = LABEL_PATH_CASES[wrong[0]]
     shown = f"label_path({case!r}): expected {darknet_label_path(case)!r}, got {outcomes[wrong[0]]!r}"
@@ -243,7 +243,7 @@ def check_flip_rows(flip_rows: Callable) -> None:
         outcomes.append(got)
     wrong = [n for n, got in enumerate(outcomes) if not _Rows(got) == _flipped(FLIP_CASES[n])]
     if not wrong:
-        print(f"the flip's box transform, {len(FLIP_CASES)} sets of rows (near the sides, centred, none) ... ok")
+        passed(f"the flip's box transform, {len(FLIP_CASES)} sets of rows (near a side, centred, none) ... ok")
         return
     n = wrong[0]
     shown = (f"flip_rows({_describe(FLIP_CASES[n])}): expected {_describe(_flipped(FLIP_CASES[n]))}, "
@@ -368,8 +368,8 @@ def check_place_rows(place_rows: Callable) -> None:
     expected = [_placed(*case) for case in PLACE_CASES]
     wrong = [n for n, (got, want) in enumerate(zip(outcomes, expected, strict=True)) if not _Rows(got) == want]
     if not wrong:
-        print(f"the jitter's placement of the boxes, {len(PLACE_CASES)} placements (wider, taller, a zoom "
-              "cut at the edges, slivers dropped) ... ok")  # fmt: skip
+        passed(f"the jitter's placement of the boxes, {len(PLACE_CASES)} placements (wider, taller,\n"
+               "  a zoom cut at the edges, slivers dropped) ... ok")  # fmt: skip
         return
     n = wrong[0]
     shown = f"{_place_shown(PLACE_CASES[n])}: expected {_describe(expected[n])}, got {_describe(outcomes[n])}"

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..models.blocks import darknet_reorg, space_to_depth
-from .common import CheckpointError, call, checkpoint, expect, integer_problem
+from .common import CheckpointError, call, checkpoint, expect, integer_problem, passed
 
 # (N, C, H, W, stride): a single-channel picture, odd channel counts, a non-square map,
 # the YOLOv2 passthrough (26 x 26 x 64 at a 416 input) and a stride-3 fold.
@@ -234,5 +234,5 @@ def check_darknet_reorg_source(function: Callable[..., tuple[int, int, int]]) ->
                 f"input (C, H, W) = {(c, h, w)}: output (c, y, x) = {(k, y, x)} comes from input "
                 f"{tuple(expected[:, k, y, x].tolist())}, your function says {tuple(got[:, k, y, x].tolist())}"
             )
-        print(f"darknet_reorg sources for input (C, H, W) = {(c, h, w)}: all {expected[0].numel()} outputs right")
+        passed(f"darknet_reorg sources for (C, H, W) = {(c, h, w)}: all {expected[0].numel()} outputs right")
     print("ok")

@@ -25,7 +25,7 @@ from torch import Tensor
 from ..data.shape_tree import SHAPE_TREE
 from ..detection.hierarchy import hierarchy_predictions
 from ..models.wordtree import WordTree, tree_softmax
-from .common import CheckpointError, call, checkpoint, expect, integer_problem
+from .common import CheckpointError, call, checkpoint, expect, integer_problem, passed
 
 # A deeper tree than the shapes': four levels under one root, a second root, groups of 1 to 3.
 ANIMALS = WordTree.from_mapping({
@@ -317,7 +317,8 @@ def check_darknet_descent(darknet_descent: Callable) -> None:
     wrong = [k for k, (got, want) in enumerate(zip(answers, wanted, strict=True)) if got != want]
     if not wrong:
         print(f"Darknet's descent on {len(cases)} boxes of 3 trees, thresholds 0.05 to 0.8 ... ok")
-        print("ties, a product exactly at the threshold and a box with no probability included ... ok")
+        passed("ties, a product exactly at the threshold and a box with no probability\n"
+               "  included ... ok")
         return
     name, tree, probs, thresh = cases[wrong[0]]
 

@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..models.blocks import darknet_reorg, space_to_depth
 from ..models.yolov2 import YOLOv2, yolov2
-from .common import CheckpointError, call, checkpoint, expect, integer_problem, learner_code
+from .common import CheckpointError, call, checkpoint, expect, integer_problem, learner_code, passed
 
 # A small, non-square input keeps the check fast (grid 3 x 4) and catches swapped
 # height and width; 3 rows also make a reorg of the stride-32 map fail, as it should.
@@ -223,7 +223,7 @@ def check_yolov2_forward(forward: Callable[[YOLOv2, Tensor], Tensor]) -> None:
             f"the output has the right shape {tuple(out.shape)} but differs from YOLOv2's "
             f"(largest difference {worst:.3g}); compare your steps with the chapter's forward"
         )
-    print(f"forward on input {CHECK_INPUT}: output {tuple(out.shape)}, matches YOLOv2.forward: ok")
+    passed(f"input {CHECK_INPUT} -> output {tuple(out.shape)}, matches YOLOv2.forward: ok")
 
 
 # --- Exercise 2: output channels, grid and boxes ------------------------------------

@@ -30,6 +30,7 @@ from .common import (
     expect,
     integer_problem,
     learner_code,
+    passed,
 )
 
 PATH_NAMES = ("lateral16", "neck16", "detect16")
@@ -223,7 +224,8 @@ def check_stride16_path(path_class: Callable[..., nn.Module]) -> None:
             f"expected output16[0, :3, 0, 0] = {[round(v, 4) for v in want_out16[0, :3, 0, 0].tolist()]}, "
             f"got {[round(v, 4) for v in out16[0, :3, 0, 0].tolist()]}"
         )
-    print(f"p16 {tuple(p16.shape)} and output16 {tuple(out16.shape)} equal the package's (weights loaded {how}): ok")
+    passed(f"p16 {tuple(p16.shape)} and output16 {tuple(out16.shape)} equal the package's\n"
+           f"  (weights loaded {how}): ok")
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,7 +273,8 @@ def check_count_candidate_boxes(count: Callable[[int, int], int]) -> None:
             f"candidate boxes, got {got!r}"
         )
     cases = ", ".join(f"{s} -> {expected_box_count(s, a):,}" for s, a in BOX_COUNT_CASES if a == 3)
-    print(f"{len(BOX_COUNT_CASES)} input sizes and anchor counts match decode_yolov3 ({cases}): ok")
+    passed(f"{len(BOX_COUNT_CASES)} input sizes and anchor counts match decode_yolov3\n"
+           f"  ({cases}): ok")
 
 
 # ---------------------------------------------------------------------------------------
@@ -373,7 +376,7 @@ def check_decode_one(decode: Callable) -> None:
             f"box {[round(v, 4) for v in got[0].tolist()]}, objectness {[round(v, 4) for v in got[1].tolist()]}, "
             f"class_probs {[round(v, 4) for v in got[2].tolist()]}"
         )
-    print(
-        f"{len(DECODE_CASES)} hand-made predictions (13x13 and 52x52 heads at 416) decode like "
-        "decode_yolov3 (box, objectness, class probabilities): ok"
+    passed(
+        f"{len(DECODE_CASES)} hand-made predictions (13x13 and 52x52 heads at 416) decode like\n"
+        "  decode_yolov3 (box, objectness, class probabilities): ok"
     )

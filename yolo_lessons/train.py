@@ -40,6 +40,11 @@ anchors are k-means of the set's boxes. ``--finetune FILE`` starts from a checkp
 book's ``.weights`` with every layer but the detector copied (``--upto N``: Darknet's cutoff),
 the detector new for the set's classes.
 
+Two options exist for the book's measurements: ``--optimizer darknet_sgd`` trains with
+Darknet's SGD and its burn-in and steps scaled to the run (chapter 8 compares it with the
+recipe), and ``--heads 1`` keeps ``small_yolov3``'s stride-16 head alone, with all nine
+anchors (chapter 10's one-scale arm).
+
 Why the loss is divided by the batch: Darknet sums the loss over the batch and divides the
 *learning rate* by the batch instead (``update_convolutional_layer``: ``learning_rate/batch``).
 With SGD the two are the same. Adam divides each gradient by its own running RMS, so scaling

@@ -14,8 +14,8 @@ chapter page (one per ``notebooks/NN_topic.ipynb``), and checks on each:
 - every formula rendered: each Sphinx ``.math`` element holds MathJax's output
   (``mjx-container``) and no ``mjx-merror``, and at least one page of the book has a formula;
 - no code cell's input scrolls sideways: a ``pre`` wider than its column (scrollWidth >
-  clientWidth) would hide the end of its lines from a reader (solutions are opened to measure);
-  text outputs are measured the same way and reported as notes (not yet failures);
+  clientWidth) would hide the end of its lines from a reader (solutions are opened to measure),
+  and no text output either (a printed line of more than about 78 characters);
 
 and on a chapter page also:
 
@@ -393,11 +393,8 @@ def check_page(browser: Browser, origin: str, page: Page) -> tuple[list[str], in
     problems += [f"formula not rendered: {text!r}" for text in math["unrendered"][:5]]
     if math["errors"]:
         problems.append(f"{math['errors']} MathJax error(s) in formulas")
-    problems += [f"code cell wider than its column ({w['text']})" for w in wide_code if not w["output"]]
-    wide_outputs = [w["text"] for w in wide_code if w["output"]]
-    if wide_outputs:  # measured and reported, not yet a failure: chapters' text outputs are being fitted
-        print(f"note {page.path}: {len(wide_outputs)} text output(s) wider than the column, the first "
-              f"{wide_outputs[0]}")
+    problems += [f"{'text output' if w['output'] else 'code cell'} wider than its column ({w['text']})"
+                 for w in wide_code]
     for pattern, what in FORBIDDEN_TEXT:
         if pattern.search(state["text"]):
             problems.append(f"page text contains {what}")

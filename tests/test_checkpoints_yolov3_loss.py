@@ -323,7 +323,7 @@ def test_objectness_passes_more_correct_answers_with_its_usual_output(fn, capsys
     check_objectness_loss(fn)
     assert capsys.readouterr().out == (
         "48 heads of 16 images: value equals yolo_loss's obj + noobj ... ok\n"
-        "gradient equals yolo_loss's, sigmoid - target on every trained prediction ... ok\n"
+        "gradient equals yolo_loss's: sigmoid - target wherever it trains ... ok\n"
         "an IoU of exactly ignore_thresh is not ignored ... ok\n")
 
 

@@ -162,7 +162,7 @@ def check_per_class_nms(per_class_nms: Callable) -> None:
             f"the (box, class) pairs {_reference_pairs(boxes, scores, threshold)}, got {pairs}"
         )
     print(f"the same (box, class) pairs as the reference on {len(cases)} random images ... ok")
-    print("ties, duplicate boxes, several classes and IoU exactly at the threshold included ... ok")
+    print("ties, duplicate boxes, several classes, IoU exactly at the threshold ... ok")
 
 
 # --- Exercise 2: all-point average precision of one class ----------------------------------
@@ -419,6 +419,6 @@ def _check_train_step(train_step: Callable) -> None:
             f"the parameters match, but the returned losses {[round(x, 4) for x in losses]} are not the "
             f"reference's {[round(x, 4) for x in expected_losses]}: return the loss of this step, per image"
         )
-    print(f"the same parameters and BatchNorm statistics as the reference after {len(batches)} steps ... ok")
-    print("with AdamW and with SGD with momentum, and the same loss per image returned ... ok")
+    print(f"the reference's parameters and BatchNorm statistics after {len(batches)} steps ... ok")
+    print("with AdamW and with SGD + momentum; the same loss per image returned ... ok")
 

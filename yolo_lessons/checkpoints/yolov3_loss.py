@@ -327,5 +327,5 @@ def check_objectness_loss(objectness_loss: Callable) -> None:
                    f"the gradient with respect to obj_logits differs from yolo_loss's {where}")
             checked += 1
     print(f"{checked} heads of {len(_obj_cases())} images: value equals yolo_loss's obj + noobj ... ok")
-    print("gradient equals yolo_loss's, sigmoid - target on every trained prediction ... ok")
+    print("gradient equals yolo_loss's: sigmoid - target wherever it trains ... ok")
     print("an IoU of exactly ignore_thresh is not ignored ... ok")

@@ -60,3 +60,21 @@ def test_every_exercise_has_a_solution_and_a_checkpoint(path):
     solutions = sum("solution" in t for t in tags)
     checkpoints = sum("checkpoint" in t for t in tags)
     assert solutions >= 1 and checkpoints >= solutions, f"{path.name}: {solutions} solutions, {checkpoints} checkpoints"
+
+
+CODE_WIDTH = 88  # characters of a code line that fit the book's column (book/_ext/code_width.py)
+TEXT_WIDTH = 78  # characters of a printed line that fit it (checkpoints.common.WIDTH)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_code_and_printed_lines_fit_the_column(path):
+    """The browser check measures the rendered page; this finds the same lines without a browser."""
+    for i, cell in enumerate(code_cells(path)):
+        if "remove-cell" in cell["metadata"].get("tags", []):
+            continue  # the setup cell is not on the page
+        for line in "".join(cell["source"]).splitlines():
+            assert len(line) <= CODE_WIDTH, f"{path.name} cell {i}: a code line of {len(line)} characters: {line}"
+        for output in cell.get("outputs", []):
+            text = "".join(output.get("text", "")) if output.get("output_type") == "stream" else ""
+            for line in text.splitlines():
+                assert len(line) <= TEXT_WIDTH, f"{path.name} cell {i}: a printed line of {len(line)}: {line}"

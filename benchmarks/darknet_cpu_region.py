@@ -75,7 +75,8 @@ from torch import nn
 from yolo_lessons.darknet.book_weights import BOOK_ANCHORS, small_yolov2_layers
 from yolo_lessons.darknet.cfg import build_network, parse_cfg
 from yolo_lessons.darknet.weights import FLOAT, load_darknet_weights, read_darknet_header, save_darknet_weights
-from yolo_lessons.data.shapes import SHAPE_CLASSES, make_image
+from yolo_lessons.data.shapes import SHAPE_CLASSES
+from yolo_lessons.data.shapes_folder import write_shapes_set
 from yolo_lessons.models.blocks import ConvBlock, DarknetMaxPool
 from yolo_lessons.models.small_yolov2 import SmallYOLOv2, small_yolov2
 
@@ -171,43 +172,12 @@ def check_cfg(cfg_text: str, model: SmallYOLOv2, weights: Path) -> float:
 # The data, in Darknet's layout
 
 
-FORBIDDEN = ("images", "JPEGImages", "raw", ".jpg", ".png", ".JPG", ".JPEG")
-
-
-def darknet_label_path(image: str) -> str:
-    """The label file Darknet's detection loader opens for an image path: each substitution once,
-    on its first occurrence, in this order (``find_replace`` in ``fill_truth_detection``)."""
-    for old, new in (("images", "labels"), ("JPEGImages", "labels"), ("raw", "labels"), (".jpg", ".txt"),
-                     (".png", ".txt"), (".JPG", ".txt"), (".JPEG", ".txt")):  # fmt: skip
-        image = image.replace(old, new, 1)
-    return image
-
-
 def write_data(root: Path, count: int, seed: int) -> tuple[Path, int]:
-    """Images, labels, train list, names and data files under ``root``; return the .data path and the box count."""
-    from PIL import Image
-
-    if any(word in str(root) for word in FORBIDDEN):
-        raise SystemExit(f"{root}: Darknet would rewrite part of this folder's name when it looks for labels")
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    paths, boxes_total = [], 0
-    for index in range(count):
-        image, boxes = make_image(index, seed, SIZE)
-        path = root / "images" / f"{index:03d}.png"
-        Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(path)
-        label = Path(darknet_label_path(str(path)))
-        if label != root / "labels" / f"{index:03d}.txt":
-            raise SystemExit(f"Darknet would look for the labels of {path} in {label}")
-        label.write_text("".join(f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in boxes.tolist()))
-        paths.append(str(path))
-        boxes_total += len(boxes)
-    (root / "train.txt").write_text("\n".join(paths) + "\n")
-    (root / "shapes.names").write_text("\n".join(SHAPE_CLASSES) + "\n")
-    data = root / "shapes.data"
-    data.write_text(f"classes={len(SHAPE_CLASSES)}\ntrain={root / 'train.txt'}\nnames={root / 'shapes.names'}\n"
-                    f"backup={root / 'backup'}\n")  # fmt: skip
-    return data, boxes_total
+    """The shapes set in Darknet's layout under ``root`` (``data.shapes_folder``, no held-out
+    pictures); return its .data file and the number of boxes."""
+    data = write_shapes_set(root, train=count, valid=0, seed=seed, size=SIZE)
+    boxes = sum(len(label.read_text().splitlines()) for label in (root / "labels" / "train").glob("*.txt"))
+    return data, boxes
 
 
 # ----------------------------------------------------------------------------------------
@@ -375,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         initial = root / "initial.weights"
         save_darknet_weights(model, initial, layers=small_yolov2_layers(model))
         cfg_diff = check_cfg(cfg_text, model, initial)
-        data, boxes = write_data(root, args.images, args.seed)
+        data, boxes = write_data(root / "shapes", args.images, args.seed)
         factor = decay_only_factor(options, args.batches)
 
         builds = {"darknet": args.darknet} | ({"restored": args.restored} if args.restored else {})

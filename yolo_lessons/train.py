@@ -110,7 +110,7 @@ from .losses.region_loss import region_loss
 from .losses.yolo_loss import PART_NAMES as YOLO_PARTS
 from .losses.yolo_loss import yolo_loss
 from .models.small_yolov2 import PASSTHROUGHS, STRIDE, SmallYOLOv2, small_yolov2
-from .models.small_yolov3 import SmallYOLOv3, small_yolov3
+from .models.small_yolov3 import HEAD_CHOICES, SmallYOLOv3, small_yolov3
 
 CHECKPOINT_NAME = "checkpoint.pt"  # the last state of the run: what --resume continues
 BEST_NAME = "best.pt"  # the state of the best held-out mAP so far (same format)
@@ -259,7 +259,7 @@ class TrainConfig:
             raise ValueError(f"expected passthrough in {PASSTHROUGHS}, got {self.passthrough!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"expected optimizer in {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.heads not in (1, 3) or isinstance(self.heads, bool):
+        if self.heads not in HEAD_CHOICES or isinstance(self.heads, bool):
             raise ValueError(f"expected heads 3 or 1 (small_yolov3's scales), got {self.heads!r}")
         if self.heads != 3 and self.model != "small_yolov3":
             raise ValueError(
@@ -1291,8 +1291,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--min-side", type=float, help="smallest object side drawn, a fraction of the image "
         f"(default {RECIPE_MIN_SIDE}; the data generator's own default is {MIN_SIDE})")
     add("--max-side", type=float, help=f"largest object side drawn, a fraction of the image (default {MAX_SIDE})")
-    add("--heads", type=int, choices=[3, 1], help="small_yolov3: three heads at strides 32, 16, 8, or the stride-16 "
-        f"head alone with all nine anchors (default {defaults.heads})")
+    add("--heads", type=int, choices=list(HEAD_CHOICES), help="small_yolov3: three heads at strides 32, 16, 8, "
+        f"or the stride-16 head alone with all nine anchors (default {defaults.heads})")
     add("--passthrough", choices=["darknet_reorg", "space_to_depth", "none"],
         help=f"small_yolov2: how the passthrough folds its 2x2 blocks, or none (default {defaults.passthrough})")
     add("--prior-images", type=int, help="small_yolov2: the loss pulls every box toward its anchor until this "

@@ -56,6 +56,7 @@ SMALL_YOLOV3_STAGES: tuple[tuple[int, int], ...] = (
 NECK_MULTIPLES: tuple[int, ...] = (8, 4, 2)  # stride 32, 16, 8
 MASKS = ANCHOR_MASKS  # ((6, 7, 8), (3, 4, 5), (0, 1, 2)): big anchors on the coarse grid
 NUM_ANCHORS = 9
+HEAD_CHOICES = (3, 1)  # three heads at strides 32, 16, 8, or the stride-16 one alone with all nine anchors
 
 # Placeholder anchors (pixels of a 128 x 128 input, sorted by area): roughly 5 to 70 pixels,
 # the range of ``data.shapes.make_image(size=128, min_side=0.03, max_side=0.6)``. Train with k-means ones.
@@ -99,7 +100,7 @@ class SmallYOLOv3(nn.Module):
             raise ValueError(f"expected a positive integer num_classes, got {num_classes!r}")
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"expected a positive integer width (filters of the stem conv), got {width!r}")
-        if heads not in (1, 3):
+        if heads not in HEAD_CHOICES or isinstance(heads, bool):
             raise ValueError(f"expected heads 3 (strides 32, 16, 8) or 1 (stride 16 alone), got {heads!r}")
         self.num_classes, self.width, self.heads = num_classes, width, heads
         # One head: the stride-16 detector alone predicts with all nine anchors (the comparison of

@@ -38,6 +38,7 @@ from ..darknet.weights import (
     load_darknet_weights,
     read_darknet_header,
     save_darknet_weights,
+    weighted_layer,
 )
 from ..models.blocks import ConvBlock
 from ..models.small_yolov2 import small_yolov2
@@ -353,10 +354,7 @@ def _order_mistake(got: list[nn.Module], expected: list[nn.Module], model: nn.Mo
 
 def _as_layers(modules: list[nn.Module], reference: list[tuple[int, nn.Module]]) -> list[WeightedLayer]:
     """The learner's modules as the WeightedLayers ``load_darknet_weights`` takes."""
-    return [
-        WeightedLayer(index, m.conv, m.bn) if isinstance(m, ConvBlock) else WeightedLayer(index, m)
-        for (index, _), m in zip(reference, modules, strict=True)
-    ]
+    return [weighted_layer(index, m) for (index, _), m in zip(reference, modules, strict=True)]
 
 
 @checkpoint

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
 from ..data.shapes import SHAPE_CLASSES
 from ..models.blocks import ConvBlock
 from ..models.small_yolov2 import SmallYOLOv2, small_yolov2
-from .weights import WeightedLayer, load_darknet_weights
+from .weights import WeightedLayer, load_darknet_weights, weighted_layer
 
 BOOK_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "small_yolov2_shapes.weights"  # yolo_lessons/weights/
 BOOK_WIDTH = 8  # --width of the run that made BOOK_WEIGHTS (the command's default)
@@ -42,12 +40,6 @@ BOOK_ANCHORS: tuple[tuple[float, float], ...] = (
     (2.0882675422257497, 2.9451754489227344),
     (3.162642055445097, 2.646306824277748),
 )
-
-
-def _layer(index: int, block: nn.Module) -> WeightedLayer:
-    if isinstance(block, ConvBlock):
-        return WeightedLayer(index, block.conv, block.bn)
-    return WeightedLayer(index, block)  # the detector: a Conv2d with its bias
 
 
 def small_yolov2_layers(model: SmallYOLOv2) -> list[WeightedLayer]:
@@ -63,16 +55,16 @@ def small_yolov2_layers(model: SmallYOLOv2) -> list[WeightedLayer]:
     for stage in model.stages:  # each stage but the first opens with its max-pool
         for block in stage:
             if isinstance(block, ConvBlock):
-                layers.append(_layer(index, block))
+                layers.append(weighted_layer(index, block))
             index += 1  # a conv or a [maxpool]: one cfg layer each
     for block in model.extra:  # 15, 16
-        layers.append(_layer(index, block))
+        layers.append(weighted_layer(index, block))
         index += 1
     if model.passthrough is not None:
         index += 1  # 17: [route] back to the stride-8 map
-        layers.append(_layer(index, model.passthrough))  # 18
+        layers.append(weighted_layer(index, model.passthrough))  # 18
         index += 3  # [reorg] 19, [route] 20
-    layers += [_layer(index, model.fuse), _layer(index + 1, model.detect)]
+    layers += [weighted_layer(index, model.fuse), weighted_layer(index + 1, model.detect)]
     return layers
 
 

@@ -108,7 +108,7 @@ class WeightedLayer:
         return f"layer {self.index} (conv {m.in_channels}->{m.out_channels} {kh}x{kh}/{m.stride[0]}, {extra})"
 
 
-def _weighted(index: int, block: nn.Module) -> WeightedLayer:
+def weighted_layer(index: int, block: nn.Module) -> WeightedLayer:
     """The WeightedLayer for one of our conv modules (ConvBlock, ConvLeaky or a plain Conv2d)."""
     if isinstance(block, ConvBlock):
         return WeightedLayer(index, block.conv, block.bn)
@@ -129,10 +129,10 @@ def _walk(modules: nn.Module, index: int, layers: list[WeightedLayer]) -> int:
         if isinstance(block, (nn.MaxPool2d, DarknetMaxPool)):
             index += 1
         elif isinstance(block, ResidualBlock):
-            layers += [_weighted(index, block.reduce), _weighted(index + 1, block.expand)]
+            layers += [weighted_layer(index, block.reduce), weighted_layer(index + 1, block.expand)]
             index += 3  # the [shortcut] from=-3 is the third
         else:
-            layers.append(_weighted(index, block))
+            layers.append(weighted_layer(index, block))
             index += 1
     return index
 
@@ -145,7 +145,7 @@ def darknet19_layers(model: Darknet19) -> list[WeightedLayer]:
     for stage in model.stages:  # each stage but the first opens with its max-pool
         index = _walk(stage, index, layers)
     if model.classifier is not None:
-        layers.append(_weighted(index, model.classifier))  # layer 23
+        layers.append(weighted_layer(index, model.classifier))  # layer 23
     return layers
 
 
@@ -153,12 +153,12 @@ def darknet53_layers(model: Darknet53) -> list[WeightedLayer]:
     """``darknet53.cfg``: stem conv 0; stage k opens with a 3x3/2 conv, then its residual blocks
     (conv, conv, shortcut); the last shortcut is layer 74, global avgpool 75, then the 1000-way
     1x1 conv with bias at layer 76 (softmax 77)."""
-    layers = [_weighted(0, model.stem)]
+    layers = [weighted_layer(0, model.stem)]
     index = 1
     for stage in model.stages:
         index = _walk(stage, index, layers)  # 1-4, 5-11, 12-36, 37-61, 62-74
     if model.classifier is not None:
-        layers.append(_weighted(index + 1, model.classifier))  # 76: after the avgpool at 75
+        layers.append(weighted_layer(index + 1, model.classifier))  # 76: after the avgpool at 75
     return layers
 
 
@@ -175,10 +175,10 @@ def yolov2_layers(model: YOLOv2) -> list[WeightedLayer]:
     index = _walk(model.extra, 23, layers)  # 23, 24
     index += 1  # 25: [route] -9
     if not isinstance(model.passthrough, nn.Identity):
-        layers.append(_weighted(index, model.passthrough))  # 26
+        layers.append(weighted_layer(index, model.passthrough))  # 26
         index += 1
     index += 2  # [reorg], [route]
-    layers += [_weighted(index, model.fuse), _weighted(index + 1, model.detect)]
+    layers += [weighted_layer(index, model.fuse), weighted_layer(index + 1, model.detect)]
     return layers
 
 
@@ -215,8 +215,8 @@ def yolov1_layers(model: YOLOv1) -> list[WeightedLayer]:
     index = 1  # after the [crop]
     for stage in model.stages:  # each of the first four stages ends with its max-pool
         index = _walk(stage, index, layers)
-    layers.append(_weighted(index, model.fc1))  # 29
-    layers.append(_weighted(index + 2, model.fc2))  # 31, after the [dropout] at 30
+    layers.append(weighted_layer(index, model.fc1))  # 29
+    layers.append(weighted_layer(index + 2, model.fc2))  # 31, after the [dropout] at 30
     return layers
 
 

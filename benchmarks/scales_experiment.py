@@ -1,12 +1,14 @@
-"""One head or three: AP@0.5 for small, medium and large objects, small_yolov2 against small_yolov3.
+"""One head or three: AP@0.5 for small, medium and large objects, for small_yolov3 with three heads
+or its stride-16 head alone (``heads=1``), and for small_yolov2.
 
-Chapter 10's measurement. Both models are trained by the training command's own ``train``
+Chapter 10's measurement (``ARMS`` below). The models are trained by the training command's own ``train``
 (``yolo_lessons.train``, the recipe of chapter 8: AdamW, cosine decay, the loss averaged over
 the batch) with the same budget, on the same images: 128 x 128 synthetic shapes whose sides are
 drawn log-uniformly from 4 pixels (``--min-side 0.03125``) to 60% of the image, so about a
 third of the objects are smaller than 12 pixels. small_yolov2 gets its five k-means anchors in
 cells of its stride-16 grid and the region loss; small_yolov3 gets nine k-means anchors in input pixels,
-split across its strides 32, 16 and 8 by area, and the yolo loss.
+split across its strides 32, 16 and 8 by area (with ``heads=1``, all nine on the stride-16 grid),
+and the yolo loss.
 
 Each trained model is scored on the same 500 held-out images (seed 1000) as ``train.evaluate``
 scores it (threshold 0.005, per-class NMS at 0.45), then AP@0.5 is computed per size bucket
@@ -16,7 +18,7 @@ with ``size_ap.ap_by_size`` (sqrt of the box area in pixels: small < 12, medium 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/scales_experiment.py
     python benchmarks/scales_experiment.py --summary
 
-The first trains both models on seeds 0, 1 and 2, one run after another, each with one
+The first trains the three arms on seeds 0, 1 and 2, one run after another, each with one
 training thread and one worker process drawing the images (``--threads``, ``--workers``): the
 stored results were made that way on the two-core machine, 1440 steps of 16 images (23,040
 images, each new) with chapter 8's learning rate and warm-up.

@@ -19,11 +19,18 @@ the decoders still know its head), the original left untouched, after these step
    models the benchmark measures, most on the book's small one; pass ``channels_last=False``
    where your own measurement says otherwise.
 5. ``torch.compile`` (``compile=True``): TorchInductor traces ``forward`` and generates C++ for
-   the CPU; with ``freezing`` the weights become constants, which lets it fold them into
-   oneDNN's own layout once instead of at every call and fuse each convolution with the
-   activation after it. The first call compiles (a minute or more on 2 cores, and again for a
-   new input shape); later calls are the fast ones. It compiles the module in place
-   (``nn.Module.compile``), so the model keeps its class.
+   the CPU; with ``freezing`` the weights become constants, which lets it reorder them into
+   oneDNN's own blocked layout once instead of at every call and fuse each convolution with
+   the LeakyReLU after it (``mkldnn._convolution_pointwise``). The first call compiles (tens
+   of seconds on 2 cores, and again for a new input shape); later calls are the fast ones.
+   The copy keeps its class: its ``forward`` is replaced by the compiled one.
+
+   Freezing is decided when Dynamo traces, from the *global* ``torch._inductor.config.freezing``
+   and only with gradients off: passed as ``torch.compile(options={"freezing": True})`` it
+   reaches Inductor too late and the weights stay inputs, re-packed at every call (torch 2.13;
+   ``tests/test_fast.py`` checks it happens). So the compiled forward runs every call under
+   ``config.patch(freezing=...)`` and ``torch.no_grad()``, which turns it on for the traces
+   this model makes and for nothing else in the process.
 
 What ``fast`` does not do: the thread count (``torch.set_num_threads``) is the process's, not
 the model's, so it is left to the caller; the benchmark shows what two threads buy over one.
@@ -82,5 +89,16 @@ def fast(
         quick.register_forward_pre_hook(_to_channels_last)
         quick.register_forward_hook(_to_contiguous)
     if compile:
-        quick.compile(backend="inductor", options={"freezing": freezing})
+        quick.forward = _frozen_compiled(torch.compile(quick.forward, backend="inductor"), freezing)
     return quick
+
+
+def _frozen_compiled(compiled, freezing: bool):
+    """``compiled`` called with Inductor's freezing set as asked, and without gradients."""
+    import torch._inductor.config as inductor_config
+
+    def forward(*args, **kwargs):
+        with torch.no_grad(), inductor_config.patch(freezing=freezing):
+            return compiled(*args, **kwargs)
+
+    return forward

@@ -1,6 +1,6 @@
 """Each step of fast CPU inference, measured, and proved not to change the outputs.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/inference_speed.py [--quick] [--repeats 7] [--models book,yolov3]
+    python benchmarks/inference_speed.py [--quick] [--repeats 7] [--models book,yolov3] [--no-spin]
 
 For the book's small YOLOv2 at 96 x 96, Darknet-53 at 256 x 256 and YOLOv3 at 416 x 416, batch
 1, each step of chapter 12 (``yolo_lessons.models.fast``), on top of those before it unless it says:
@@ -9,18 +9,28 @@ For the book's small YOLOv2 at 96 x 96, Darknet-53 at 256 x 256 and YOLOv3 at 41
     inference_mode  the same call under torch.inference_mode() (so is every step below)
     folded          BatchNorm folded into the convolutions, no gradients: fast(model, channels_last=False)
     channels_last   the same with weights and activations (N, H, W, C): fast(model, channels_last=True)
-    compile         fast(model, compile=True): TorchInductor with frozen weights, in fast()'s default layout;
+    compile         fast(model, compile=True): TorchInductor, frozen weights, C++ wrapper, fast()'s layout;
                     its first call, which compiles, is not timed but its seconds are reported
     onnxruntime     the folded model exported (yolo_lessons.export.write_onnx, dynamic shapes as the export
                     command writes them), run by ONNX Runtime with torch's thread count; export seconds reported
     1 thread        folded, with torch.set_num_threads(1) (every other step uses all the cores: 2 here)
 
-Beside each step: milliseconds per image, the median of ``--repeats`` rounds (one call of every
-step a round, in the order above, after a warm-up call of each, so that a change in the
-machine's load hits every step alike; ONNX Runtime's and the 1-thread calls come after the
-rounds, each in a row: ONNX Runtime's threads spin a while after a call, by default, which
-slowed the step after it down in interleaved runs) and the fastest call; and the max relative
-difference of its output from eager's, max |out - eager| / max |eager|.
+Beside each step: milliseconds per image, the median of its timed calls, and the fastest call;
+and the max relative difference of its output from eager's, max |out - eager| / max |eager|.
+The calls are made in ``--repeats`` rounds, and in each round every step in turn gets a block
+of one untimed call and ``CALLS_PER_BLOCK`` timed ones, so that a change in the machine's
+load hits every step alike. The untimed call absorbs what the step before leaves behind: the
+threads of one engine still spinning while the next one starts, and the slow first calls
+after a change of torch's thread count.
+
+Spinning. Both engines run with their defaults unless ``--no-spin``: torch's OpenMP threads
+(GNU libgomp) spin a while after each parallel region before they sleep, and ONNX Runtime's
+pool spins between its tasks. On the book's 2-core virtual machine that matters: waking a
+sleeping thread costs tens of microseconds, and YOLOv3 runs about 150 parallel regions a
+call. ``--no-spin`` measures both engines with spinning off instead (torch: the process is
+re-started with ``OMP_WAIT_POLICY=PASSIVE``, which libgomp reads once, at start-up; ONNX
+Runtime: ``session.intra_op.allow_spinning = 0``), which is what a machine shared with other
+work wants (``make test`` runs its workers that way) and writes ``inference_speed_no_spin.json``.
 Then the issue's two ratios, each within one run:
 
 * Darknet-53 @256: the multiply-adds per second of its fastest PyTorch step over those of a
@@ -28,8 +38,8 @@ Then the issue's two ratios, each within one run:
 * YOLOv3 @416: ONNX Runtime's milliseconds over the fastest PyTorch step's, goal >= 1.0 (PyTorch
   at least as fast as the runtime a user would pick instead), and the same ratio for each step.
 
-Writes a JSON (default ``benchmarks/results/inference_speed.json``; ``inference_speed_quick.json``
-with ``--quick``) with the machine, the versions and the load average before and after. The
+Writes a JSON (default ``benchmarks/results/inference_speed.json``; ``_quick`` and ``_no_spin``
+added to the name with those options) with the machine, the versions and the load average before and after. The
 figures depend on the machine and on what else it runs: on a shared machine quote them with
 that load. ``--quick`` times 3 rounds instead of 7 (the compiles and exports still take
 minutes). A benchmark, not a test.
@@ -62,6 +72,7 @@ from yolo_lessons.models.fast import CHANNELS_LAST_DEFAULT, fast
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_MATMUL_RATIO = 0.9  # Darknet-53 @256: fastest PyTorch path's multiply-add rate / matmul's
 GOAL_ONNXRUNTIME_RATIO = 1.0  # YOLOv3 @416: ONNX Runtime's ms / fastest PyTorch path's ms
+CALLS_PER_BLOCK = 3  # timed calls of a step in a row, after one untimed call
 # name -> (builder, input side, stride multiple of the input, what it is)
 MODELS: dict[str, tuple[Callable[[], nn.Module], int, int, str]] = {
     "book": (load_book_model, 96, 16, "the book's small YOLOv2 (trained weights)"),
@@ -108,7 +119,8 @@ class Step:
             return output, time.perf_counter() - start
 
 
-def measure(name: str, build: Callable[[], nn.Module], side: int, multiple: int, repeats: int) -> dict:
+def measure(name: str, build: Callable[[], nn.Module], side: int, multiple: int, repeats: int,
+            spin: bool = True) -> dict:
     """Every step on one model: built, warmed up, then timed in rounds (one call of each step a round)."""
     torch.manual_seed(0)
     model = build().eval()
@@ -132,6 +144,8 @@ def measure(name: str, build: Callable[[], nn.Module], side: int, multiple: int,
         export_s = time.perf_counter() - start
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = cores
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {"images": x.numpy()}
     steps = [
@@ -149,11 +163,9 @@ def measure(name: str, build: Callable[[], nn.Module], side: int, multiple: int,
     differences = {step.name: max_relative_difference(step()[0], reference) for step in steps}  # (also warms up)
     seconds: dict[str, list[float]] = {step.name: [] for step in steps}
     for _ in range(repeats):
-        for step in steps[:-2]:
-            seconds[step.name].append(step()[1])
-    for step in steps[-2:]:  # each apart: ONNX Runtime's threads spin a while after a call, and the first
-        for _ in range(repeats):  # calls after a change of torch's thread count are slower
-            seconds[step.name].append(step()[1])
+        for step in steps:
+            step()  # untimed: the other engine's threads may still spin, the thread count may have changed
+            seconds[step.name].extend(step()[1] for _ in range(CALLS_PER_BLOCK))
     rows = []
     for step in steps:
         median, fastest_call = statistics.median(seconds[step.name]), min(seconds[step.name])
@@ -172,6 +184,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 timed rounds instead of 7")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7, quick 3)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"which, comma-separated ({', '.join(MODELS)})")
+    parser.add_argument("--no-spin", action="store_true", help="both engines' threads sleep between tasks "
+                        "(re-starts with OMP_WAIT_POLICY=PASSIVE; ONNX Runtime allow_spinning 0)")
     parser.add_argument("--out", default=None, help="the JSON to write (default benchmarks/results/inference_speed"
                         "[_quick].json)")  # fmt: skip
     args = parser.parse_args()
@@ -180,23 +194,30 @@ def main() -> None:
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; expected some of {', '.join(MODELS)}")
-    out = Path(args.out) if args.out else RESULTS / f"inference_speed{'_quick' if args.quick else ''}.json"
+    if args.no_spin and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        # libgomp reads the policy once, when it starts: only a new process can change it
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    spin = not args.no_spin
+    suffix = ("_quick" if args.quick else "") + ("" if spin else "_no_spin")
+    out = Path(args.out) if args.out else RESULTS / f"inference_speed{suffix}.json"
     load_before = os.getloadavg()[0]
     print(f"load average before: {load_before:.2f} on {os.cpu_count()} CPUs ({cpu_name()})")
     started = time.perf_counter()
     import onnxruntime
 
-    record = {"command": " ".join(["python", *sys.argv]), "options": {"quick": args.quick, "repeats": repeats},
-              "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+    record = {"command": " ".join(["python", *sys.argv]), "options": {"quick": args.quick, "repeats": repeats,
+              "no_spin": args.no_spin}, "torch": torch.__version__,
+              "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "cpu": cpu_name(),
               "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+              "spinning": spin, "calls_per_block": CALLS_PER_BLOCK,
               "load_average_at_start": load_before,
-              "note": "ms per image, median of the timed rounds; the machine was shared with other work, so the "
-                      "figures are inflated by its load (see the load averages); the ratios compare runs made "
-                      "minutes apart in one process", "models": []}  # fmt: skip
+              "note": "ms per image, median of the timed calls; the figures depend on the machine and its load "
+                      "(see the load averages); the ratios compare steps timed in the same rounds of one "
+                      "process", "models": []}  # fmt: skip
     for name in names:
         build, side, multiple, _ = MODELS[name]
-        record["models"].append(measure(name, build, side, multiple, repeats))
+        record["models"].append(measure(name, build, side, multiple, repeats, spin))
     by_name = {m["model"]: m for m in record["models"]}
     if "darknet53" in by_name:
         d53 = by_name["darknet53"]
